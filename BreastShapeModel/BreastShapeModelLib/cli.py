@@ -1,0 +1,212 @@
+"""Command line: `python -m BreastShapeModelLib <command> ...` (run with --help for every option).
+
+Commands mirror the reference liRBSM tools: `sample` random shapes, `mean` shape, `interpolate` between two
+codes, `info` about a checkpoint. User errors print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import UserError
+from .fileio import atomic_write_text
+from .mesh_io import write_shape
+from .progress import MODES, Progress
+from .shape_model import BUNDLED_MODEL, DEFAULT_CHUNK_SIZE, ShapeModel
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--ckpt", type=Path, default=None,
+                   help=f"checkpoint: an official liRBSM .pth or one of ours (default: the bundled model, "
+                        f"{BUNDLED_MODEL.name})")
+    g.add_argument("--config", type=Path, default=None,
+                   help="model config YAML in the official layout (default: embedded in our checkpoints; the "
+                        "official local_ensembled_deep_sdf_576 for official checkpoints)")
+    g.add_argument("--anchors", type=Path, default=None,
+                   help="average anchors (.pt as in the official artifacts/, .npy, or .txt/.csv with 6 rows x y z; "
+                        "default: embedded, or the official average anchors)")
+    g.add_argument("--device", default="auto",
+                   help="cpu, cuda, cuda:N, mps or auto (default: cuda if available, else mps, else cpu)")
+
+
+def _mesh_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("meshing")
+    g.add_argument("--voxel_resolution", type=int, default=256, help="marching-cubes grid size per axis (256)")
+    g.add_argument("--chunk_size", type=int, default=DEFAULT_CHUNK_SIZE,
+                   help=f"points per SDF evaluation call ({DEFAULT_CHUNK_SIZE})")
+    g.add_argument("--meshing", choices=("narrow_band", "dense"), default="narrow_band",
+                   help="narrow_band (fast, same surface) or dense (evaluate every grid point, as the reference)")
+    g.add_argument("--metrical", action="store_true",
+                   help="write meshes and anchors in millimetres (model units x the model's mm per unit, "
+                        "291.77 for the official model) instead of model units")
+    g.add_argument("--output_dir", type=Path, default=Path("."), help="where to write the results (default: .)")
+    g.add_argument("--progress", choices=MODES, default="bar",
+                   help="bar (terminal), json (one JSON event per line on stdout, for Slicer) or none")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m BreastShapeModelLib",
+        description="liRBSM neural parametric breast shape model: sample, mesh and inspect shapes.",
+        epilog="Outputs per shape: <name>.ply, <name>_anchors.mrk.json (Slicer markups), <name>_anchors.csv "
+               "(one x,y,z row per landmark: sternal notch, belly button, left nipple, right nipple, left coracoid, "
+               "right coracoid) and <name>_code.npy (the shape code).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    sub.required = True
+
+    p = sub.add_parser("sample", help="random shapes: latent_mean + latent_std * N(0, 1)",
+                       description="Sample N random shapes from the model and mesh them.")
+    p.add_argument("num_samples", type=int, help="number of shapes to sample")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: random; the one used is recorded)")
+    _model_options(p)
+    _mesh_options(p)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("mean", help="the mean shape (latent_mean)", description="Mesh the model's mean shape.")
+    _model_options(p)
+    _mesh_options(p)
+    p.set_defaults(func=cmd_mean)
+
+    p = sub.add_parser("interpolate", help="shapes along a straight line between two codes",
+                       description="Linearly interpolate between two shape codes (random ones from --seed unless "
+                                   "--code_a/--code_b give .npy files) and mesh each step.")
+    p.add_argument("--steps", type=int, default=5, help="number of shapes including both ends (5)")
+    p.add_argument("--code_a", type=Path, default=None, help="first code (.npy with latent_dim values)")
+    p.add_argument("--code_b", type=Path, default=None, help="second code (.npy with latent_dim values)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for codes not given")
+    _model_options(p)
+    _mesh_options(p)
+    p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("info", help="describe a checkpoint", description="Print what a checkpoint contains.")
+    _model_options(p)
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+# ------------------------------------------------------------------ commands
+def _load(args) -> ShapeModel:
+    return ShapeModel.load(args.ckpt, args.config, args.anchors, args.device)
+
+
+def _check_mesh_args(args) -> None:
+    if not 8 <= args.voxel_resolution <= 1024:
+        raise UserError(f"--voxel_resolution must be between 8 and 1024, got {args.voxel_resolution}")
+    if args.chunk_size < 1:
+        raise UserError(f"--chunk_size must be positive, got {args.chunk_size}")
+
+
+def _mesh_codes(model: ShapeModel, codes: list[np.ndarray], names: list[str], args, progress: Progress,
+                extra: dict) -> list[str]:
+    """Mesh every code and write its files; returns the written paths."""
+    units = "mm" if args.metrical else "model"
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    written, shapes = [], []
+    t0 = time.perf_counter()
+    with progress.stage("meshing", total=len(codes), unit="shape") as update:
+        for i, (code, name) in enumerate(zip(codes, names)):
+            def on_grid(fraction, message, i=i):
+                update(i + fraction, f"{name}: {message}")
+            t = time.perf_counter()
+            mesh = model.mesh(code, args.voxel_resolution, args.chunk_size, units, args.meshing, on_grid)
+            anchors = model.anchors(code, mm=args.metrical)
+            paths = write_shape(mesh, anchors, args.output_dir / name, code, units="mm")
+            written += [str(p) for p in paths]
+            shapes.append({"name": name, "vertices": len(mesh.vertices), "faces": len(mesh.faces),
+                           "watertight": bool(mesh.is_watertight), "seconds": round(time.perf_counter() - t, 3),
+                           "anchors": np.asarray(anchors).round(6).tolist()})
+            update(i + 1, name)
+    summary = {"model": model.describe(), "units": units, "mm_per_unit": model.mm_per_unit,
+               "voxel_resolution": args.voxel_resolution, "meshing": args.meshing, "shapes": shapes,
+               "total_seconds": round(time.perf_counter() - t0, 3), **extra}
+    summary_path = args.output_dir / f"{args.command}_info.json"
+    atomic_write_text(summary_path, json.dumps(summary, indent=2))
+    written.append(str(summary_path))
+    progress.log(f"wrote {len(codes)} shape(s) to {args.output_dir} ({summary['total_seconds']:.1f} s)")
+    progress.result(files=written)
+    return written
+
+
+def cmd_sample(args, progress: Progress) -> int:
+    if args.num_samples < 1:
+        raise UserError(f"number of samples must be at least 1, got {args.num_samples}")
+    _check_mesh_args(args)
+    model = _load(args)
+    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % (2 ** 31))
+    rng = np.random.default_rng(seed)
+    codes = [model.sample_code(rng) for _ in range(args.num_samples)]
+    _mesh_codes(model, codes, [f"sample_{i}" for i in range(args.num_samples)], args, progress, {"seed": seed})
+    return 0
+
+
+def cmd_mean(args, progress: Progress) -> int:
+    _check_mesh_args(args)
+    model = _load(args)
+    _mesh_codes(model, [model.mean_code], ["mean_shape"], args, progress, {})
+    return 0
+
+
+def _read_code(path: Path, dim: int) -> np.ndarray:
+    if not path.is_file():
+        raise UserError(f"code file not found: {path}")
+    try:
+        code = np.load(path, allow_pickle=False).astype(np.float32).reshape(-1)
+    except Exception as exc:
+        raise UserError(f"{path}: cannot read a shape code ({exc.__class__.__name__}: {exc})") from None
+    if code.size != dim or not np.isfinite(code).all():
+        raise UserError(f"{path}: expected {dim} finite values, got {code.size}")
+    return code
+
+
+def cmd_interpolate(args, progress: Progress) -> int:
+    if args.steps < 2:
+        raise UserError(f"--steps must be at least 2, got {args.steps}")
+    _check_mesh_args(args)
+    model = _load(args)
+    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % (2 ** 31))
+    rng = np.random.default_rng(seed)
+    a = _read_code(args.code_a, model.latent_dim) if args.code_a else model.sample_code(rng)
+    b = _read_code(args.code_b, model.latent_dim) if args.code_b else model.sample_code(rng)
+    ts = np.linspace(0.0, 1.0, args.steps)
+    codes = [((1 - t) * a + t * b).astype(np.float32) for t in ts]
+    _mesh_codes(model, codes, [f"interp_{k}" for k in range(args.steps)], args, progress,
+                {"seed": seed, "t": ts.round(6).tolist()})
+    return 0
+
+
+def cmd_info(args, progress: Progress) -> int:
+    model = _load(args)
+    cfg = model.config
+    info = {**model.describe(), "global_latent_dim": cfg.global_latent_dim, "local_latent_dim": cfg.local_latent_dim,
+            "ensemble_size": cfg.ensemble_size, "hidden_dim": cfg.hidden_dim, "num_layers": cfg.num_layers,
+            "sigma": cfg.sigma, "const": cfg.const, "average_anchors": model.average_anchors.round(6).tolist(),
+            "parameters": int(sum(p.numel() for p in model.network.parameters()))}
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    progress = Progress(getattr(args, "progress", "bar"))
+    try:
+        return args.func(args, progress)
+    except UserError as exc:
+        progress.event("error", message=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        progress.event("error", message="interrupted")
+        print("interrupted; finished outputs are kept", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,151 @@
+"""The six anatomical landmarks: one type used everywhere, plus reading and writing them.
+
+Order is fixed: sternal notch, belly button, left nipple, right nipple, left coracoid, right coracoid
+(left/right from the patient's perspective). In model space +x is the patient's left, +y up, +z forward.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LandmarkError
+from .fileio import atomic_write_text
+
+LANDMARK_NAMES: tuple[str, ...] = (
+    "sternal notch", "belly button", "left nipple", "right nipple", "left coracoid process", "right coracoid process",
+)
+LANDMARK_KEYS: tuple[str, ...] = (
+    "sternal_notch", "belly_button", "left_nipple", "right_nipple", "left_coracoid", "right_coracoid",
+)
+NUM_LANDMARKS = len(LANDMARK_NAMES)
+
+# The official liRBSM average anchors (model units, MIT licence): mean training landmarks x2, same order.
+OFFICIAL_AVERAGE_ANCHORS = np.array([
+    [-0.012517960327550511, 0.5457115945505642, -0.042698777628280074],
+    [-0.00275619056376079, -0.7104054235876344, 0.19443460820889968],
+    [0.3810629152263203, -0.08078513760099884, 0.24319785223416657],
+    [-0.36870262148706556, -0.06588911378299986, 0.24219328239436722],
+    [0.5315557029161821, 0.5535420063192379, -0.13556833785396477],
+    [-0.5221661101725175, 0.5564887527011104, -0.13366839568348637],
+], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """Six named 3D points in the fixed order; `units` says what a coordinate means ("model", "mm", ...)."""
+
+    points: np.ndarray
+    units: str = "model"
+
+    def __post_init__(self):
+        object.__setattr__(self, "points", validate_points(self.points, "landmarks"))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return LANDMARK_NAMES
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        index = LANDMARK_KEYS.index(key) if key in LANDMARK_KEYS else LANDMARK_NAMES.index(key)
+        return self.points[index]
+
+    def distances_mm(self, mm_per_unit: float = 1.0) -> dict[str, float]:
+        """Straight-line distances surgeons quote, in mm (model units times `mm_per_unit`)."""
+        p = self.points * mm_per_unit
+        d = lambda a, b: float(np.linalg.norm(p[a] - p[b]))  # noqa: E731
+        return {"nipple_to_nipple": d(2, 3), "sternal_notch_to_left_nipple": d(0, 2),
+                "sternal_notch_to_right_nipple": d(0, 3), "sternal_notch_to_belly_button": d(0, 1),
+                "coracoid_to_coracoid": d(4, 5)}
+
+
+def validate_points(points, source: str, allow_degenerate: bool = False) -> np.ndarray:
+    """Six finite 3D points as float64 [6, 3]; one clear error naming `source` otherwise."""
+    try:
+        arr = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise LandmarkError(f"{source}: landmarks must be numbers, got {type(points).__name__}") from None
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise LandmarkError(f"{source}: expected {NUM_LANDMARKS} landmarks with x, y, z each, got shape {arr.shape}")
+    if arr.shape[0] != NUM_LANDMARKS:
+        raise LandmarkError(f"{source}: expected {NUM_LANDMARKS} landmarks ({', '.join(LANDMARK_NAMES)}), "
+                            f"got {arr.shape[0]}")
+    if not np.isfinite(arr).all():
+        raise LandmarkError(f"{source}: landmark coordinates must be finite (found NaN or infinity)")
+    if not allow_degenerate:
+        scale = np.abs(arr - arr.mean(0)).max()
+        gaps = np.linalg.norm(arr[:, None] - arr[None], axis=-1) + np.eye(NUM_LANDMARKS) * np.inf
+        if scale == 0 or gaps.min() < 1e-6 * scale:
+            i, j = np.unravel_index(np.argmin(gaps), gaps.shape)
+            raise LandmarkError(f"{source}: landmarks '{LANDMARK_NAMES[i]}' and '{LANDMARK_NAMES[j]}' coincide")
+        centred = arr - arr.mean(0)
+        sv = np.linalg.svd(centred, compute_uv=False)
+        if sv[1] < 1e-3 * sv[0]:
+            raise LandmarkError(f"{source}: landmarks are collinear; they must span the torso")
+    return arr
+
+
+def anchors_to_mrk_json(points: np.ndarray, name: str = "anchors", units: str = "mm") -> str:
+    """A Slicer markups (point list) JSON document of the six named points.
+
+    Coordinates are written as they are, declared LPS: Slicer reads a PLY without a coordinate-system header
+    as LPS too, so markups and meshes written by this package overlay in Slicer.
+    """
+    points = validate_points(points, name, allow_degenerate=True)
+    control_points = [{
+        "id": str(i + 1), "label": label, "description": LANDMARK_KEYS[i], "associatedNodeID": "",
+        "position": [float(v) for v in p], "orientation": [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0],
+        "selected": True, "locked": False, "visibility": True, "positionStatus": "defined",
+    } for i, (label, p) in enumerate(zip(LANDMARK_NAMES, points))]
+    doc = {
+        "@schema": "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"
+                   "Schema/markups-schema-v1.0.3.json#",
+        "markups": [{"type": "Fiducial", "coordinateSystem": "LPS", "coordinateUnits": units, "locked": False,
+                     "fixedNumberOfControlPoints": False, "labelFormat": "%N-%d", "lastUsedControlPointNumber": 6,
+                     "controlPoints": control_points, "measurements": []}],
+    }
+    return json.dumps(doc, indent=2)
+
+
+def anchors_to_csv(points: np.ndarray) -> str:
+    """One comma-separated `x,y,z` row per landmark, in the fixed order (the reference tools' layout)."""
+    points = validate_points(points, "anchors", allow_degenerate=True)
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([[repr(float(v)) for v in p] for p in points])
+    return buf.getvalue()
+
+
+def write_anchor_files(points: np.ndarray, stem: str | Path, units: str = "mm") -> list[Path]:
+    """Write `<stem>.mrk.json` and `<stem>.csv`; returns the paths."""
+    stem = Path(stem)
+    paths = [stem.with_name(stem.name + ".mrk.json"), stem.with_name(stem.name + ".csv")]
+    atomic_write_text(paths[0], anchors_to_mrk_json(points, stem.name, units))
+    atomic_write_text(paths[1], anchors_to_csv(points))
+    return paths
+
+
+def load_anchor_array(path: str | Path) -> np.ndarray:
+    """Average anchors from an official `.pt` tensor, a `.npy` array, or a text file (6 rows x, y, z)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LandmarkError(f"anchors file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".pt", ".pth"):
+            import torch
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            arr = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
+        elif suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif suffix in (".txt", ".csv", ".xyz"):
+            arr = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
+        else:
+            raise LandmarkError(f"{path}: unknown anchors format '{suffix}' (expected .pt, .npy, .txt or .csv)")
+    except LandmarkError:
+        raise
+    except Exception as exc:  # any reader failure is a user-facing bad file
+        raise LandmarkError(f"{path}: cannot read anchors ({exc.__class__.__name__}: {exc})") from None
+    return validate_points(arr, str(path), allow_degenerate=True)

@@ -1,0 +1,70 @@
+"""One progress protocol for every long task: tqdm bars for people, JSON lines for Slicer.
+
+JSON mode writes one object per line on stdout, e.g.
+  {"type": "progress", "stage": "mesh", "fraction": 0.42, "message": "sample 1/3"}
+  {"type": "log", "message": "..."}      {"type": "result", "files": [...]}      {"type": "error", "message": "..."}
+so a parent process can parse each line on its own.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import contextmanager
+
+MODES = ("bar", "json", "none")
+
+
+class Progress:
+    def __init__(self, mode: str = "bar", stream=None):
+        if mode not in MODES:
+            raise ValueError(f"progress mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.stream = stream
+        self._last_emit = 0.0
+
+    def _out(self):
+        return self.stream or (sys.stdout if self.mode == "json" else sys.stderr)
+
+    def event(self, type: str, **fields) -> None:
+        """Emit one JSON event (JSON mode only)."""
+        if self.mode == "json":
+            print(json.dumps({"type": type, **fields}), file=self._out(), flush=True)
+
+    def log(self, message: str) -> None:
+        if self.mode == "json":
+            self.event("log", message=message)
+        elif self.mode == "bar":
+            from tqdm import tqdm
+            tqdm.write(message, file=self._out())
+
+    def result(self, **fields) -> None:
+        self.event("result", **fields)
+
+    @contextmanager
+    def stage(self, name: str, total: float = 1.0, unit: str = "it"):
+        """A stage with a bar (or JSON events); yields `update(done, message="")` taking absolute progress."""
+        if self.mode == "bar":
+            from tqdm import tqdm
+            bar = tqdm(total=total, desc=name, unit=unit, file=self._out(), leave=True,
+                       bar_format="{l_bar}{bar}| {n:.3g}/{total:.3g} [{elapsed}<{remaining}]")
+
+            def update(done: float, message: str = ""):
+                if message:
+                    bar.set_postfix_str(message, refresh=False)
+                bar.update(min(done, total) - bar.n)      # tqdm rate-limits the redraws
+            try:
+                yield update
+            finally:
+                bar.close()
+            return
+
+        def update(done: float, message: str = ""):
+            now = time.monotonic()
+            if self.mode == "json" and (now - self._last_emit > 0.2 or done >= total):
+                self._last_emit = now
+                self.event("progress", stage=name, fraction=round(min(1.0, done / total if total else 1.0), 4),
+                           message=message)
+        update(0.0)
+        yield update
+        update(total)
