@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up (virtual environment, CPU PyTorch, the project) and run the main job: sample and mesh shapes into out/.
+# Usage: bash scripts/demo.sh [checkpoint.pth]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet torch==2.13.0
+  .venv/bin/python -m pip install --quiet -e ".[test]"
+fi
+ckpt="${1:-}"
+if [ -z "$ckpt" ] && [ ! -f BreastShapeModel/Resources/Models/lirbsm_synthetic_576.pth ]; then
+  ckpt=../shared/reference/official_format_random.pth
+  [ -f "$ckpt" ] || { echo "error: no bundled model yet; pass an official liRBSM checkpoint: bash scripts/demo.sh lirbsm_576.pth" >&2; exit 2; }
+  echo "note: using the random-weight reference checkpoint $ckpt (pass your lirbsm_576.pth for real shapes)" >&2
+fi
+args=(--output_dir out --device cpu --metrical)
+[ -n "$ckpt" ] && args+=(--ckpt "$ckpt")
+.venv/bin/python -m BreastShapeModelLib mean "${args[@]}"
+.venv/bin/python -m BreastShapeModelLib sample 2 --seed 1 --voxel_resolution 128 "${args[@]}"
+echo "results in out/: $(ls out | tr '\n' ' ')"
