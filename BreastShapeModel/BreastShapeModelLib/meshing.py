@@ -1,10 +1,9 @@
 """SDF grid evaluation over [-1, 1]^3 and marching cubes.
 
 `dense_volume` evaluates every grid point (the reference behaviour). `narrow_band_volume` evaluates a coarse
-lattice first and refines only blocks that may contain the surface: a block is refined when its corner values
-change sign or come closer to zero than `band` times the block diagonal (a safety factor over the 1-Lipschitz
-bound of a signed distance), and a final flood fill follows the surface cell by cell, so marching cubes produces the same triangles as on
-the dense grid.
+lattice first and refines only blocks that may contain the surface (corner values change sign, or come closer to
+zero than `band` x block diagonal: a safety factor over the 1-Lipschitz bound of a signed distance); a final
+flood fill follows the surface cell by cell, so marching cubes produces the same triangles as on the dense grid.
 """
 from __future__ import annotations
 
@@ -164,9 +163,12 @@ def narrow_band_volume(sdf: SdfFn, resolution: int, chunk_size: int = 65536, dev
     """Coarse-to-fine evaluation giving the same marching-cubes surface as `dense_volume`.
 
     Coarse levels keep blocks whose corners change sign or lie within `band` x block diagonal of zero. At the
-    finest coarse level the band shrinks to `fine_band`; then every cell whose corners change sign has its
-    26 neighbours evaluated too, repeatedly, so the surface is followed cell by cell until it closes. Only the
-    cells in the returned `cell_mask` carry exact values; other grid values are coarse fill (sign only).
+    last coarse level (`fine_band`), blocks with a sign change get their crossing cells guessed by trilinear
+    interpolation, isolated near-zero blocks are evaluated fully, and the surface is then followed exactly
+    across cell faces whose corners change sign until no new cell is reached (`_grow_across_faces`).
+    Only cells in the returned `cell_mask` carry exact values; other grid values are coarse fill (sign only).
+    Limitation: a separate closed piece of surface hidden inside a near-zero block that borders a sign-changing
+    block (within one stride-4 block of the main surface) and crossing no evaluated point can be missed.
     """
     R = resolution
     strides = [s for s in strides if 1 < s < R - 1]
