@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a checkpoint", description="Print what a checkpoint contains.")
     _model_options(p)
     p.set_defaults(func=cmd_info)
+
+    from . import cli_data, cli_fit, cli_train
+    cli_fit.add_parser(sub, _model_options, _mesh_options)
+    cli_data.add_parsers(sub)
+    cli_train.add_parsers(sub)
     return parser
 
 

@@ -77,7 +77,7 @@ def validate_points(points, source: str, allow_degenerate: bool = False) -> np.n
         raise LandmarkError(f"{source}: landmark coordinates must be finite (found NaN or infinity)")
     if not allow_degenerate:
         scale = np.abs(arr - arr.mean(0)).max()
-        gaps = np.linalg.norm(arr[:, None] - arr[None], axis=-1) + np.eye(NUM_LANDMARKS) * np.inf
+        gaps = np.where(np.eye(NUM_LANDMARKS, dtype=bool), np.inf, np.linalg.norm(arr[:, None] - arr[None], axis=-1))
         if scale == 0 or gaps.min() < 1e-6 * scale:
             i, j = np.unravel_index(np.argmin(gaps), gaps.shape)
             raise LandmarkError(f"{source}: landmarks '{LANDMARK_NAMES[i]}' and '{LANDMARK_NAMES[j]}' coincide")
@@ -149,3 +149,123 @@ def load_anchor_array(path: str | Path) -> np.ndarray:
     except Exception as exc:  # any reader failure is a user-facing bad file
         raise LandmarkError(f"{path}: cannot read anchors ({exc.__class__.__name__}: {exc})") from None
     return validate_points(arr, str(path), allow_degenerate=True)
+
+
+# ------------------------------------------------------------------ reading user landmark files
+LANDMARK_SUFFIXES = (".pp", ".csv", ".txt", ".ply", ".mrk.json", ".json", ".fcsv", ".npy")
+
+
+def _match_labels(labels: list[str], points: np.ndarray, source: str) -> np.ndarray:
+    """Reorder by label when every label names a known landmark (name or key, any case); else keep the order."""
+    norm = [str(label).strip().lower().replace("_", " ").replace("-", " ") for label in labels]
+    known = {n: i for i, n in enumerate(LANDMARK_NAMES)}
+    known.update({k.replace("_", " "): i for i, k in enumerate(LANDMARK_KEYS)})
+    known.update({"umbilicus": 1, "jugulum": 0, "left coracoid": 4, "right coracoid": 5})
+    if len(norm) == NUM_LANDMARKS and all(n in known for n in norm):
+        order = [known[n] for n in norm]
+        if sorted(order) != list(range(NUM_LANDMARKS)):
+            raise LandmarkError(f"{source}: landmark labels repeat a name: {labels}")
+        out = np.empty_like(points)
+        out[order] = points
+        return out
+    return points
+
+
+def _lps_from(system: str, pts: np.ndarray) -> np.ndarray:
+    """Our files are LPS (as Slicer reads our PLY meshes); RAS markups are converted."""
+    if str(system).upper() in ("RAS", "0"):
+        return pts * np.array([-1.0, -1.0, 1.0])
+    return pts
+
+
+def read_landmarks(path: str | Path) -> np.ndarray:
+    """Six 3D landmarks [6, 3] from MeshLab .pp, .csv/.txt, vertex-only .ply, Slicer .mrk.json (matched by
+    label when labels are the known names, else by order), legacy .fcsv or .npy. One clear error otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise LandmarkError(f"landmark file not found: {path}")
+    name = path.name.lower()
+    try:
+        if name.endswith(".pp"):
+            import xml.etree.ElementTree as ET
+            root = ET.parse(path).getroot()
+            pts = [(p.get("name", ""), [float(p.get(a)) for a in "xyz"]) for p in root.iter("point")
+                   if p.get("active", "1") != "0"]
+            labels, arr = [p[0] for p in pts], np.array([p[1] for p in pts], dtype=np.float64).reshape(-1, 3)
+            arr = _match_labels(labels, arr, str(path))
+        elif name.endswith(".mrk.json") or name.endswith(".json"):
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            markups = doc.get("markups") or []
+            if not markups:
+                raise LandmarkError(f"{path}: no markups in the file")
+            m = markups[0]
+            cps = m.get("controlPoints") or []
+            arr = np.array([cp.get("position", [np.nan] * 3) for cp in cps], dtype=np.float64).reshape(-1, 3)
+            arr = _lps_from(m.get("coordinateSystem", "LPS"), arr)
+            arr = _match_labels([cp.get("label", "") for cp in cps], arr, str(path))
+        elif name.endswith(".fcsv"):
+            system, rows = "RAS", []
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.startswith("#"):
+                    if "CoordinateSystem" in line:
+                        system = line.split("=", 1)[1].strip()
+                    continue
+                if line.strip():
+                    rows.append(next(csv.reader([line])))
+            arr = np.array([[float(r[1]), float(r[2]), float(r[3])] for r in rows], dtype=np.float64).reshape(-1, 3)
+            arr = _match_labels([r[11] if len(r) > 11 else "" for r in rows], _lps_from(system, arr), str(path))
+        elif name.endswith(".ply"):
+            import trimesh
+            cloud = trimesh.load(path, process=False)
+            arr = np.asarray(getattr(cloud, "vertices", np.empty((0, 3))), dtype=np.float64)
+        elif name.endswith((".csv", ".txt", ".xyz")):
+            rows = [r for r in csv.reader(path.read_text(encoding="utf-8").splitlines(),
+                                          delimiter="," if "," in path.read_text(encoding="utf-8") else " ",
+                                          skipinitialspace=True) if r and not r[0].startswith("#")]
+            labels, values = [], []
+            for r in rows:
+                r = [c for c in r if c != ""]
+                try:
+                    values.append([float(c) for c in r[-3:]])
+                    labels.append(" ".join(r[:-3]))
+                except ValueError:
+                    if values:                          # a non-numeric row after data is an error
+                        raise
+            arr = _match_labels(labels, np.array(values, dtype=np.float64).reshape(-1, 3), str(path))
+        elif name.endswith(".npy"):
+            arr = np.load(path, allow_pickle=False)
+        else:
+            raise LandmarkError(f"{path}: unknown landmark format (expected one of {', '.join(LANDMARK_SUFFIXES)})")
+    except LandmarkError:
+        raise
+    except Exception as exc:
+        raise LandmarkError(f"{path}: cannot read landmarks ({exc.__class__.__name__}: {exc})") from None
+    return validate_points(arr, str(path))
+
+
+def write_landmarks(points: np.ndarray, path: str | Path, units: str = "mm") -> Path:
+    """Write six landmarks in the format the suffix names (.mrk.json, .csv, .txt, .pp, .fcsv, .ply)."""
+    path = Path(path)
+    pts = validate_points(points, str(path), allow_degenerate=True)
+    name = path.name.lower()
+    if name.endswith(".mrk.json"):
+        return atomic_write_text(path, anchors_to_mrk_json(pts, path.name[:-9], units))
+    if name.endswith(".csv"):
+        return atomic_write_text(path, anchors_to_csv(pts))
+    if name.endswith(".txt"):
+        return atomic_write_text(path, "".join(f"{x!r} {y!r} {z!r}\n" for x, y, z in pts.tolist()))
+    if name.endswith(".pp"):
+        body = "".join(f' <point x="{x!r}" y="{y!r}" z="{z!r}" active="1" name="{n}"/>\n'
+                       for n, (x, y, z) in zip(LANDMARK_NAMES, pts.tolist()))
+        return atomic_write_text(path, f"<!DOCTYPE PickedPoints>\n<PickedPoints>\n{body}</PickedPoints>\n")
+    if name.endswith(".fcsv"):
+        head = ("# Markups fiducial file version = 4.11\n# CoordinateSystem = LPS\n"
+                "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID\n")
+        rows = "".join(f"{i + 1},{x!r},{y!r},{z!r},0,0,0,1,1,1,0,{n},,\n"
+                       for i, (n, (x, y, z)) in enumerate(zip(LANDMARK_NAMES, pts.tolist())))
+        return atomic_write_text(path, head + rows)
+    if name.endswith(".ply"):
+        body = "".join(f"{x!r} {y!r} {z!r}\n" for x, y, z in pts.tolist())
+        return atomic_write_text(path, "ply\nformat ascii 1.0\nelement vertex 6\nproperty double x\n"
+                                       "property double y\nproperty double z\nend_header\n" + body)
+    raise LandmarkError(f"{path}: unknown landmark format (expected .mrk.json, .csv, .txt, .pp, .fcsv or .ply)")

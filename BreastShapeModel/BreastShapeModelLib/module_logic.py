@@ -12,7 +12,9 @@ from pathlib import Path
 
 from .errors import UserError
 from .jobs import Job, child_env, module_command
-from .mrml_io import load_markups_node, load_model_node
+from .landmarks import LANDMARK_NAMES, validate_points, write_landmarks
+from .mrml_io import (add_point_scalar, load_markups_node, load_model_node, markups_positions, new_landmark_node, save_model_node,
+                      show_scalar)
 
 
 @dataclass
@@ -86,3 +88,98 @@ class ShapeJob:
         if self.job.running:
             self.job.cancel()
         shutil.rmtree(self.output_dir, ignore_errors=True)
+
+
+def place_landmarks_node(scene, name: str = "Landmarks"):
+    """The markups node the "Place landmarks" button creates: six named, undefined points in the fixed order."""
+    return new_landmark_node(scene, LANDMARK_NAMES, name)
+
+
+def landmarks_from_markups(node) -> "np.ndarray":
+    """Six LPS points from a markups node (RAS in Slicer), reordered by label; a clear error if incomplete."""
+    import numpy as np
+    pts, labels = markups_positions(node)
+    missing = [labels[i] or str(i + 1) for i in range(len(pts)) if not np.isfinite(pts[i]).all()]
+    if missing:
+        raise UserError(f"landmarks '{node.GetName()}': place {', '.join(missing)} first")
+    if len(pts) != len(LANDMARK_NAMES):
+        raise UserError(f"landmarks '{node.GetName()}': expected {len(LANDMARK_NAMES)} points "
+                        f"({', '.join(LANDMARK_NAMES)}), got {len(pts)}")
+    lps = pts * np.array([-1.0, -1.0, 1.0])
+    from .landmarks import _match_labels
+    return validate_points(_match_labels(labels, lps, node.GetName()), node.GetName())
+
+
+@dataclass
+class FitRequest:
+    """A `reconstruct` job: input file (or a model node exported to one), landmarks, options."""
+
+    model: ModelChoice
+    input_path: str
+    landmarks_path: str | None = None
+    latent_weight: float = 0.01
+    anchor_weight: float = 1.0
+    iterations: int = 1000
+    resolution: int = 256
+    metrical: bool = False
+    nipple_to_nipple_mm: float | None = None
+    device: str = "auto"
+
+    def command(self, output_dir: str | Path, python: str | None = None) -> list[str]:
+        args = ["reconstruct", str(self.input_path), "--output_dir", str(output_dir),
+                "--latent_weight", str(self.latent_weight), "--anchor_weight", str(self.anchor_weight),
+                "--iterations", str(self.iterations), "--voxel_resolution", str(self.resolution),
+                "--device", self.device, "--progress", "json", *self.model.cli_args()]
+        if self.landmarks_path:
+            args += ["--landmarks", str(self.landmarks_path)]
+        if self.metrical:
+            args.append("--metrical")
+        if self.nipple_to_nipple_mm:
+            args += ["--nipple_to_nipple_dist", str(self.nipple_to_nipple_mm)]
+        return module_command("BreastShapeModelLib", *args, python=python)
+
+
+class FitJob:
+    """A running fit with its own temporary folder: the input node and markups are written there first."""
+
+    def __init__(self, request: FitRequest, python: str | None = None, input_node=None, landmarks_node=None):
+        self.output_dir = Path(tempfile.mkdtemp(prefix="BreastShapeFit-"))
+        if input_node is not None:
+            request.input_path = str(save_model_node(input_node, self.output_dir / "input.ply"))
+        if landmarks_node is not None:
+            request.landmarks_path = str(write_landmarks(landmarks_from_markups(landmarks_node),
+                                                         self.output_dir / "input_landmarks.mrk.json"))
+        self.request = request
+        self.job = Job(request.command(self.output_dir / "result", python), env=child_env())
+
+    def start(self) -> "FitJob":
+        self.job.start()
+        return self
+
+    def load_results(self, scene, name: str = "Reconstruction") -> list:
+        """The fitted surface (coloured by `support`: distance to the nearest input point) and its anchors."""
+        result = self.output_dir / "result"
+        if not (result / "fit_report.json").is_file():
+            raise UserError(f"the fit wrote no results ({self.job.error_message()})")
+        model = load_model_node(scene, result / "reconstruction.ply", name)
+        import numpy as np
+        add_point_scalar(model, "support", np.load(result / "reconstruction_support.npy"))
+        show_scalar(model, "support")
+        anchors = load_markups_node(scene, result / "reconstruction_anchors.mrk.json", name + "_anchors")
+        self.report = json.loads((result / "fit_report.json").read_text(encoding="utf-8"))
+        return [model, anchors]
+
+    def cleanup(self) -> None:
+        if self.job.running:
+            self.job.cancel()
+        shutil.rmtree(self.output_dir, ignore_errors=True)
+
+
+REQUIRED_PACKAGES = {"skimage": "scikit-image", "trimesh": "trimesh", "h5py": "h5py", "yaml": "pyyaml",
+                     "tqdm": "tqdm", "scipy": "scipy", "rtree": "rtree"}
+
+
+def missing_packages() -> list[str]:
+    """pip names of the Python packages the Lib needs but the interpreter lacks (torch is handled apart)."""
+    import importlib.util
+    return [pip for module, pip in REQUIRED_PACKAGES.items() if importlib.util.find_spec(module) is None]

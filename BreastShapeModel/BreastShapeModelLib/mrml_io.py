@@ -61,3 +61,71 @@ def load_markups_node(scene, path: str | Path, name: str | None = None):
     if node.GetDisplayNode() is None:
         node.CreateDefaultDisplayNodes()
     return node
+
+
+def add_point_scalar(model_node, name: str, values) -> None:
+    """Attach a per-vertex array to a model (PLY readers drop custom vertex properties)."""
+    import numpy as np
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk
+    poly = model_node.GetPolyData()
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    if len(values) != poly.GetNumberOfPoints():
+        raise UserError(f"'{name}' has {len(values)} values for {poly.GetNumberOfPoints()} vertices")
+    arr = numpy_to_vtk(values, deep=True, array_type=vtk.VTK_FLOAT)
+    arr.SetName(name)
+    poly.GetPointData().AddArray(arr)
+
+
+def show_scalar(model_node, array_name: str, color_table_id: str = "vtkMRMLColorTableNodeRainbow") -> bool:
+    """Colour a model by one of its point-data arrays (e.g. the fit's `support`); False if the array is absent."""
+    poly = model_node.GetPolyData()
+    if poly is None or poly.GetPointData().GetArray(array_name) is None:
+        return False
+    display = model_node.GetDisplayNode()
+    display.SetActiveScalarName(array_name)
+    display.SetScalarVisibility(True)
+    if model_node.GetScene() is not None and model_node.GetScene().GetNodeByID(color_table_id) is not None:
+        display.SetAndObserveColorNodeID(color_table_id)
+    return True
+
+
+def new_landmark_node(scene, names, name: str = "Landmarks"):
+    """A markups point list with the named, still undefined points, so the user places them one by one."""
+    import vtk
+    node = _new_node(scene, "vtkMRMLMarkupsFiducialNode", name)
+    for label in names:
+        i = node.AddControlPoint(vtk.vtkVector3d(0, 0, 0), label)
+        node.UnsetNthControlPointPosition(i)
+    node.SetFixedNumberOfControlPoints(True)
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
+    return node
+
+
+def markups_positions(node):
+    """[N, 3] positions (world, RAS) and labels of a markups node; undefined points are NaN."""
+    import numpy as np
+    pts, labels = [], []
+    for i in range(node.GetNumberOfControlPoints()):
+        labels.append(node.GetNthControlPointLabel(i))
+        if node.GetNthControlPointPositionStatus(i) == node.PositionUndefined:
+            pts.append([np.nan] * 3)
+            continue
+        p = [0.0, 0.0, 0.0]
+        node.GetNthControlPointPositionWorld(i, p)
+        pts.append(p)
+    return np.array(pts, dtype=float).reshape(-1, 3), labels
+
+
+def save_model_node(model_node, path: str | Path) -> Path:
+    """Write a model node's mesh through a storage node (PLY without header = LPS, like our outputs)."""
+    path = Path(path)
+    scene = model_node.GetScene()
+    storage = _new_node(scene, "vtkMRMLModelStorageNode")
+    storage.SetFileName(str(path))
+    ok = storage.WriteData(model_node)
+    scene.RemoveNode(storage)
+    if not ok:
+        raise UserError(f"could not write model '{model_node.GetName()}' to {path}")
+    return path

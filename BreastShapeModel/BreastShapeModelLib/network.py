@@ -94,6 +94,52 @@ class LocalEnsembleSDF(nn.Module):
         lat = lat.permute(1, 0, 2).unsqueeze(2).expand(-1, -1, N, -1)                    # [E, B, N, G+L]
         return torch.cat([xyz, lat], dim=-1).reshape(cfg.ensemble_size, B * N, -1)
 
+    def forward_sparse(self, points: torch.Tensor, codes: torch.Tensor,
+                       threshold: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` for training and fitting: differentiable in points, codes and weights, but cheaper.
+
+        Each member runs only on the points whose normalised blend weight exceeds `threshold` (a point far from
+        an anchor gets nothing from that member; dropped terms change the SDF by at most `threshold` times a
+        member's value), and the 192 code inputs of the first and the skip layer are multiplied once per
+        shape instead of once per point. `threshold=0` computes every member everywhere (same function as
+        `forward`)."""
+        cfg = self.cfg
+        B, N, _ = points.shape
+        E, G, d = cfg.ensemble_size, cfg.global_latent_dim, cfg.input_dim
+        anchors = self.predict_anchors(codes)
+        w = blend_weights(points, anchors, cfg.sigma, cfg.const).reshape(B * N, E)
+        origins = torch.cat([anchors, torch.zeros_like(anchors[:, :1])], dim=1)              # [B, E, 3]
+        local = codes[:, G:].reshape(B, E, cfg.local_latent_dim)
+        lat = torch.cat([codes[:, :G].unsqueeze(1).expand(-1, E, -1), local], dim=-1)        # [B, E, C]
+        flat = points.reshape(B * N, 3)
+        shape_of = torch.arange(B, device=points.device).repeat_interleave(N)
+        ens = self.ensembled_deep_sdf
+        layers = ens.layers()
+        inv_sqrt2 = 1.0 / math.sqrt(2.0)
+        out = torch.zeros(B * N, dtype=points.dtype, device=points.device)
+        for e in range(E):
+            sel = (w[:, e] > threshold).nonzero().squeeze(1) if threshold > 0 else None
+            if sel is not None and sel.numel() == 0:
+                continue
+            bi = shape_of if sel is None else shape_of[sel]
+            xyz = (flat if sel is None else flat[sel]) - origins[bi, e]
+            x = xyz
+            for i, lin in enumerate(layers):
+                wt, b = lin.weight[e], lin.bias[e]
+                if i == 0:
+                    x = xyz @ wt[:, :d].T + (lat[:, e] @ wt[:, d:].T + b)[bi]
+                elif i == ens.skip:
+                    k = wt.shape[1] - lat.shape[2] - d
+                    x = torch.cat([x, xyz], dim=-1) @ (wt[:, :k + d].T * inv_sqrt2) \
+                        + (lat[:, e] @ wt[:, k + d:].T * inv_sqrt2 + b)[bi]
+                else:
+                    x = x @ wt.T + b
+                if i < len(layers) - 1:
+                    x = ens.activation(x)
+            term = (w[:, e] if sel is None else w[sel, e]) * x[:, 0]
+            out = out + term if sel is None else out.index_add(0, sel, term)
+        return out.reshape(B, N), anchors
+
     def forward(self, points: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, N, _ = points.shape
         anchors = self.predict_anchors(codes)

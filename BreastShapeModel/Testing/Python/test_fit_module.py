@@ -1,0 +1,53 @@
+"""The Fit section's logic against real MRML (slicer-core): markups in, a real child-process fit, nodes out."""
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+from BreastShapeModelLib.errors import UserError  # noqa: E402
+from BreastShapeModelLib.landmarks import LANDMARK_NAMES  # noqa: E402
+from BreastShapeModelLib.mesh_io import write_mesh  # noqa: E402
+from BreastShapeModelLib.module_logic import (FitJob, FitRequest, ModelChoice, landmarks_from_markups,  # noqa: E402
+                                              missing_packages, place_landmarks_node)
+from BreastShapeModelLib.mrml_io import load_model_node  # noqa: E402
+
+
+def test_place_landmarks_creates_six_named_undefined_points():
+    scene = slicer.vtkMRMLScene()
+    node = place_landmarks_node(scene)
+    assert node.GetNumberOfControlPoints() == 6
+    assert [node.GetNthControlPointLabel(i) for i in range(6)] == list(LANDMARK_NAMES)
+    assert node.GetNumberOfDefinedControlPoints() == 0
+    with pytest.raises(UserError, match="place sternal notch"):
+        landmarks_from_markups(node)
+
+
+def test_fit_job_from_model_node_and_markups(geo_model, geo_ckpt, tmp_path):
+    scene = slicer.vtkMRMLScene()
+    mesh = geo_model.mesh(geo_model.mean_code, 64)
+    mesh.vertices *= 100.0
+    scan = load_model_node(scene, write_mesh(mesh, tmp_path / "scan.ply"), "scan")
+    anchors = geo_model.anchors(geo_model.mean_code) * 100.0
+    landmarks = place_landmarks_node(scene)
+    for i, p in enumerate(anchors):                       # RAS in Slicer = LPS file coordinates with x, y negated
+        landmarks.SetNthControlPointPositionWorld(i, [-p[0], -p[1], p[2]])
+    assert np.allclose(landmarks_from_markups(landmarks), anchors)
+    job = FitJob(FitRequest(ModelChoice(str(geo_ckpt)), input_path="", iterations=80, resolution=48, device="cpu"),
+                 input_node=scan, landmarks_node=landmarks).start()
+    try:
+        assert job.job.wait(timeout=600) == 0, job.job.error_message()
+        events = [e["type"] for e in job.job.poll()]
+        assert "progress" in events and "result" in events
+        model, fitted = job.load_results(scene)
+        support = model.GetPolyData().GetPointData().GetArray("support")
+        assert support is not None and support.GetNumberOfTuples() == model.GetPolyData().GetNumberOfPoints()
+        assert model.GetDisplayNode().GetActiveScalarName() == "support"
+        assert fitted.GetNumberOfControlPoints() == 6
+        assert job.report["residuals"]["mean"] < 5.0               # input units (x100 model units)
+    finally:
+        job.cleanup()
+    assert not job.output_dir.exists()
+
+
+def test_no_packages_missing_here():
+    assert missing_packages() == []
