@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (virtual environment, CPU PyTorch, the project) and run the main job: sample and mesh shapes into out/.
+# Set up (virtual environment, CPU PyTorch, the project) and run the main job: sample and mesh shapes into out/,
+# then fit the model to a synthetic torso scan with its landmarks (out/fit).
 # Usage: bash scripts/demo.sh [checkpoint.pth]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +20,9 @@ args=(--output_dir out --device cpu --metrical)
 [ -n "$ckpt" ] && args+=(--ckpt "$ckpt")
 .venv/bin/python -m BreastShapeModelLib mean "${args[@]}"
 .venv/bin/python -m BreastShapeModelLib sample 2 --seed 1 --voxel_resolution 128 "${args[@]}"
+# Fit the model to a synthetic scan with its six landmarks (what a clinic does with a 3D scan)
+.venv/bin/python -m BreastShapeModelLib synth 1 --seed 7 --output_dir out/scan --progress none
+.venv/bin/python -m BreastShapeModelLib reconstruct out/scan/torso_0000.ply \
+  --landmarks out/scan/landmarks/torso_0000.txt --output_dir out/fit --voxel_resolution 192 --device cpu \
+  ${ckpt:+--ckpt "$ckpt"}
 echo "results in out/: $(ls out | tr '\n' ' ')"

@@ -23,9 +23,11 @@ def add_parser(sub, model_options, mesh_options) -> None:
     p.add_argument("input", type=Path, help="point cloud or mesh: " + ", ".join(CLOUD_SUFFIXES))
     p.add_argument("--landmarks", type=Path, default=None,
                    help="six landmarks in the input's frame (.mrk.json, .fcsv, .pp, .csv, .txt, .ply, .npy)")
-    p.add_argument("--latent_weight", type=float, default=0.01, help="weight of ||z||^2 (0.01; video: 0.1)")
-    p.add_argument("--anchor_weight", type=float, default=1.0,
-                   help="weight of the anchor-to-landmark term when landmarks are given (1.0; video: 0.1)")
+    p.add_argument("--latent_weight", type=float, default=0.05,
+                   help="weight of ||z||^2, the pull towards the mean shape (0.05 as the reference; video: 0.1)")
+    p.add_argument("--anchor_weight", type=float, default=-1.0,
+                   help="weight of the predicted-anchor-to-landmark term; negative: no anchor term (-1 as the "
+                        "reference; video: 0.1)")
     p.add_argument("--nipple_to_nipple_dist", type=float, default=None,
                    help="measured straight-line nipple-to-nipple distance in mm: exact metric scale (implies "
                         "--metrical)")
@@ -118,8 +120,8 @@ def cmd_reconstruct(args, progress: Progress) -> int:
     from .shape_model import ShapeModel
     if args.iterations < 1 or args.points_per_iteration < 1:
         raise UserError("--iterations and --points_per_iteration must be at least 1")
-    if args.latent_weight < 0 or args.anchor_weight < 0:
-        raise UserError("--latent_weight and --anchor_weight must not be negative")
+    if args.latent_weight < 0:
+        raise UserError(f"--latent_weight must not be negative, got {args.latent_weight}")
     if args.nipple_to_nipple_dist is not None and not 50 <= args.nipple_to_nipple_dist <= 500:
         raise UserError(f"--nipple_to_nipple_dist is in mm and must be within 50-500, got {args.nipple_to_nipple_dist}")
     if not 8 <= args.voxel_resolution <= 1024:
@@ -129,8 +131,8 @@ def cmd_reconstruct(args, progress: Progress) -> int:
     model = ShapeModel.load(args.ckpt, args.config, args.anchors, args.device)
     metrical = args.metrical or args.nipple_to_nipple_dist is not None
     settings = FitSettings(iterations=args.iterations, points_per_iteration=args.points_per_iteration,
-                           latent_weight=args.latent_weight, anchor_weight=args.anchor_weight if landmarks is not None
-                           else 0.0, seed=args.seed)
+                           latent_weight=args.latent_weight,
+                           anchor_weight=max(args.anchor_weight, 0.0) if landmarks is not None else 0.0, seed=args.seed)
     t0 = time.perf_counter()
     with progress.stage("fit", total=args.iterations, unit="it") as update:
         def on_iteration(it, loss):

@@ -117,8 +117,8 @@ class FitRequest:
     model: ModelChoice
     input_path: str
     landmarks_path: str | None = None
-    latent_weight: float = 0.01
-    anchor_weight: float = 1.0
+    latent_weight: float = 0.05
+    anchor_weight: float = -1.0          # negative: no anchor term (the reference's default)
     iterations: int = 1000
     resolution: int = 256
     metrical: bool = False
