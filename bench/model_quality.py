@@ -14,27 +14,27 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
-from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "BreastShapeModel"))
 from BreastShapeModelLib import ShapeModel, render, synth  # noqa: E402
 from BreastShapeModelLib.fitting import FitSettings  # noqa: E402
 from BreastShapeModelLib.landmarks import OFFICIAL_AVERAGE_ANCHORS  # noqa: E402
 from BreastShapeModelLib.reconstruct import reconstruct  # noqa: E402
+from BreastShapeModelLib.surface_distance import point_to_mesh_distance  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 HELD_OUT_SEED = 777_001
 
 
-def front_distance(mesh: trimesh.Trimesh, gt_points: np.ndarray, back_z: float) -> tuple[float, float]:
-    """Symmetric mean distance (mm) between a fitted mesh and ground-truth points, front only."""
-    gt = gt_points[gt_points[:, 2] > back_z + 3]
-    _, d1, _ = trimesh.proximity.closest_point(mesh, gt[::2])
-    p, _ = trimesh.sample.sample_surface(mesh, 20000, seed=0)
-    lo, hi = gt.min(0) - 5, gt.max(0) + 5
+def front_distance(mesh: trimesh.Trimesh, gt_mesh: trimesh.Trimesh, back_z: float) -> tuple[float, float]:
+    """Mean exact point-to-surface distances (mm) between a fitted mesh and the truth, front only (the flat back
+    and anything beyond the truth's extent excluded): truth -> fit and fit -> truth."""
+    gt, _ = trimesh.sample.sample_surface(gt_mesh, 60000, seed=1)
+    gt = gt[gt[:, 2] > back_z + 3]
+    p, _ = trimesh.sample.sample_surface(mesh, 60000, seed=2)
+    lo, hi = gt.min(0) - 2, gt.max(0) + 2
     p = p[(p[:, 2] > back_z + 3) & np.all((p >= lo) & (p <= hi), axis=1)]
-    d2, _ = cKDTree(gt_points).query(p)
-    return float(d1.mean()), float(d2.mean())
+    return float(point_to_mesh_distance(gt, mesh).mean()), float(point_to_mesh_distance(p, gt_mesh).mean())
 
 
 def main():
@@ -56,7 +56,7 @@ def main():
         rec = reconstruct(model, pts, t.landmarks, settings, resolution=args.resolution)
         times.append(time.perf_counter() - t0)
         back = t.mesh.vertices[:, 2].min()
-        d_gt, d_fit = front_distance(rec.mesh, np.asarray(t.mesh.sample(60000, return_index=False)), back)
+        d_gt, d_fit = front_distance(rec.mesh, t.mesh, back)
         surf.append((d_gt + d_fit) / 2)
         anch.append(float(np.linalg.norm(rec.anchors - t.landmarks, axis=1).mean()))
         print(f"  torso {i:2d}: surface {surf[-1]:.2f} mm (gt->fit {d_gt:.2f}, fit->gt {d_fit:.2f}), "
@@ -69,9 +69,10 @@ def main():
     rng = np.random.default_rng(0)
     sel = ref[rng.choice(len(ref), 20000, replace=False)]
     rec = reconstruct(model, sel, OFFICIAL_AVERAGE_ANCHORS * mm, settings, resolution=args.resolution)
-    d_gt, d_fit = front_distance(rec.mesh, ref, ref[:, 2].min())
-    print(f"official mean shape: mean surface distance {(d_gt + d_fit) / 2:.2f} mm (gt->fit {d_gt:.2f}, "
-          f"fit->gt {d_fit:.2f}; target <= 3)")
+    front = ref[ref[:, 2] > ref[:, 2].min() + 3]
+    d = point_to_mesh_distance(front, rec.mesh)           # the official mean is given as points only
+    print(f"official mean shape (points -> fitted surface, front): mean {d.mean():.2f} mm, 95th pct "
+          f"{np.percentile(d, 95):.2f} mm (target <= 3)")
 
     if args.sheet:
         tiles = []

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "BreastShapeModel")
 from BreastShapeModelLib import render, synth  # noqa: E402
 from BreastShapeModelLib.alignment import umeyama  # noqa: E402
 from BreastShapeModelLib.landmarks import LANDMARK_NAMES, OFFICIAL_AVERAGE_ANCHORS  # noqa: E402
+from BreastShapeModelLib.surface_distance import point_to_mesh_distance  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 MM = 291.77
@@ -34,7 +35,7 @@ def main():
     sim = umeyama(t.landmarks, target)
     mesh = trimesh.Trimesh(sim.apply(t.mesh.vertices), t.mesh.faces)
     front = ref[ref[:, 2] > ref[:, 2].min() + 3]
-    _, d, _ = trimesh.proximity.closest_point(mesh, front[::3])
+    d = point_to_mesh_distance(front, mesh)
     lm = np.linalg.norm(sim.apply(t.landmarks) - target, axis=1)
     print(f"mean torso vs official mean shape (front, {len(d)} points): mean {d.mean():.2f} mm, "
           f"median {np.median(d):.2f} mm, 95th pct {np.percentile(d, 95):.2f} mm  (target mean <= 10 mm)")

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Rebuild the bundled model with our own commands: synthetic torsos -> HDF5 -> anchors -> train -> export.
-# Every step resumes: re-run the script to continue an interrupted training (e.g. across sessions).
+# Rebuild or continue the bundled model with our own commands:
+#   synthetic torsos -> HDF5 -> average anchors -> train -> export.
+# Every step resumes. Training continues from training/bundled_576_last.pt (the committed state of the last
+# session) when the run directory has no last.pt yet, and hands its state back there when it stops, so the
+# model can be trained across sessions on a CPU.
 #   bash scripts/train_bundled_model.sh [WORK_DIR] [EPOCHS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,9 +11,15 @@ WORK=${1:-runs/bundled}
 EPOCHS=${2:-400}
 LIB="python -m BreastShapeModelLib"
 CONFIG=BreastShapeModel/BreastShapeModelLib/configs/train_synthetic_cpu.yaml
-mkdir -p "$WORK"
+STATE=training/bundled_576_last.pt
+mkdir -p "$WORK/run"
 $LIB synth 500 --output_dir "$WORK/torsos" --seed 2026 --spacing 3.0
 [ -f "$WORK/synthetic.hdf5" ] || $LIB preprocess "$WORK/torsos" --output "$WORK/synthetic.hdf5" --num_points 30000
 $LIB anchors "$WORK/synthetic.hdf5" --output "$WORK/average_anchors.npy"
+if [ ! -f "$WORK/run/last.pt" ] && [ -f "$STATE" ]; then
+  cp "$STATE" "$WORK/run/last.pt"
+  cp training/bundled_576_metrics.csv "$WORK/run/metrics.csv"
+fi
+trap 'cp "$WORK/run/last.pt" "$STATE"; cp "$WORK/run/metrics.csv" training/bundled_576_metrics.csv' EXIT
 $LIB train "$CONFIG" --dataset "$WORK/synthetic.hdf5" --output_dir "$WORK/run" --epochs "$EPOCHS"
 $LIB export "$WORK/run" --output BreastShapeModel/Resources/Models/lirbsm_synthetic_576.pth

@@ -17,6 +17,7 @@ from .alignment import Similarity, umeyama
 from .errors import UserError
 from .fitting import FitSettings, fit_code
 from .shape_model import ShapeModel
+from .surface_distance import point_to_mesh_distance
 
 PADDING = 0.1
 
@@ -85,7 +86,7 @@ def reconstruct(model: ShapeModel, points: np.ndarray, landmarks: np.ndarray | N
     anchors_out = out.apply(anchors)
     # residuals: input points to the fitted surface, in input units and mm (model units x mm scale)
     with_pts = out.apply(model_pts)
-    _, dist, _ = trimesh.proximity.closest_point(mesh, with_pts[:: max(1, len(with_pts) // 20000)])
+    dist = point_to_mesh_distance(with_pts, mesh)
     res = {"mean": float(dist.mean()), "median": float(np.median(dist)), "p95": float(np.percentile(dist, 95)),
            "units": "mm" if frame == "metric" else "input"}
     mm_factor = 1.0 if frame == "metric" else model.mm_per_unit * to_model.scale
