@@ -124,6 +124,8 @@ def cmd_reconstruct(args, progress: Progress) -> int:
         raise UserError(f"--latent_weight must not be negative, got {args.latent_weight}")
     if args.nipple_to_nipple_dist is not None and not 50 <= args.nipple_to_nipple_dist <= 500:
         raise UserError(f"--nipple_to_nipple_dist is in mm and must be within 50-500, got {args.nipple_to_nipple_dist}")
+    if args.chunk_size < 1:
+        raise UserError(f"--chunk_size must be positive, got {args.chunk_size}")
     if not 8 <= args.voxel_resolution <= 1024:
         raise UserError(f"--voxel_resolution must be between 8 and 1024, got {args.voxel_resolution}")
     points, kind = read_cloud(args.input, args.max_points, args.seed)
@@ -141,7 +143,7 @@ def cmd_reconstruct(args, progress: Progress) -> int:
         with progress.stage("mesh", total=1.0) as mesh_update:
             rec = reconstruct(model, points, landmarks, settings, args.voxel_resolution, metrical,
                               args.nipple_to_nipple_dist, on_iteration,
-                              lambda fraction, message: mesh_update(fraction, message))
+                              lambda fraction, message: mesh_update(fraction, message), args.chunk_size, args.meshing)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     mesh = rec.mesh

@@ -54,7 +54,8 @@ class Reconstruction:
 
 def reconstruct(model: ShapeModel, points: np.ndarray, landmarks: np.ndarray | None = None,
                 settings: FitSettings | None = None, resolution: int = 256, metrical: bool = False,
-                nipple_to_nipple_mm: float | None = None, on_iteration=None, on_grid=None) -> Reconstruction:
+                nipple_to_nipple_mm: float | None = None, on_iteration=None, on_grid=None,
+                chunk_size: int | None = None, meshing: str = "narrow_band") -> Reconstruction:
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) < 10:
         raise UserError(f"need at least 10 points with x, y, z, got {pts.shape}")
@@ -69,7 +70,8 @@ def reconstruct(model: ShapeModel, points: np.ndarray, landmarks: np.ndarray | N
     model_lms = None if landmarks is None else to_model.apply(landmarks)
     s = settings or FitSettings()
     fit = fit_code(model.network, model_pts, model_lms, s, on_iteration)
-    mesh = model.mesh(fit.code, resolution, progress=on_grid)
+    mesh_kw = {"chunk_size": chunk_size} if chunk_size else {}
+    mesh = model.mesh(fit.code, resolution, method=meshing, progress=on_grid, **mesh_kw)
     anchors = fit.anchors
     if metrical:
         if nipple_to_nipple_mm is not None:

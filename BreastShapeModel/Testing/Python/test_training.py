@@ -84,6 +84,7 @@ def test_train_resume_is_exact_and_export_loads(dataset, tmp_path, cli, referenc
     for k in a["model_state_dict"]:
         assert torch.allclose(a["model_state_dict"][k], b["model_state_dict"][k], atol=1e-7), k
     assert torch.allclose(a["codes"], b["codes"], atol=1e-7)
+    assert list((straight / "tensorboard").glob("events.out.tfevents.*")), "no TensorBoard log written"
     rows = (straight / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,step") and len(rows) == 3
     assert "chamfer_l1" in json.loads(r.stdout.splitlines()[-1])
