@@ -67,10 +67,8 @@ def view_image(points: np.ndarray, normals: np.ndarray | None, view: str = "fron
 
 def mesh_views(mesh: trimesh.Trimesh, views=("front", "side"), size: int = 256, samples: int = 200_000,
                extent=None, seed: int = 0) -> list[np.ndarray]:
-    pts, face = trimesh.sample.sample_surface(mesh, samples, seed=seed)
-    bary = trimesh.triangles.points_to_barycentric(mesh.triangles[face], pts)
-    normals = np.einsum("ni,nij->nj", bary, mesh.vertex_normals[mesh.faces[face]])   # smooth shading
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+    from .dataset import sample_surface
+    pts, normals = sample_surface(mesh, samples, seed)
     return [view_image(pts, normals, v, size, extent) for v in views]
 
 
