@@ -201,9 +201,8 @@ def cmd_info(args, progress: Progress) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def dispatch(args, interrupted: str = "interrupted; finished outputs are kept") -> int:
+    """Run a parsed command: user errors as one line (exit 2), Ctrl-C as exit 130; shared by both CLIs."""
     progress = Progress(getattr(args, "progress", "bar"))
     try:
         return args.func(args, progress)
@@ -213,5 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         progress.event("error", message="interrupted")
-        print("interrupted; finished outputs are kept", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch(build_parser().parse_args(argv))
