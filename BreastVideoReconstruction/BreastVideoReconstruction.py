@@ -1,10 +1,17 @@
 """BreastVideoReconstruction: phone video of a standing patient -> metric 3D breast surface + measurements.
 
-Thin GUI over BreastVideoReconstructionLib (Qt-free). The pipeline's GUI is built as the Lib's commands land.
+Thin GUI over BreastVideoReconstructionLib (Qt-free): the pipeline runs as a child process
+(`PythonSlicer -m BreastVideoReconstructionLib run ... --progress json`) so Slicer never freezes; Cancel kills
+it and keeps the finished steps, so running again resumes.
 """
+import qt
 import slicer
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+
+from BreastShapeModelLib.errors import UserError
+from BreastShapeModelLib.module_logic import ModelChoice
+from BreastVideoReconstructionLib.module_logic import VideoJob, VideoRequest, missing_video_packages
 
 
 class BreastVideoReconstruction(ScriptedLoadableModule):
@@ -30,16 +37,118 @@ class BreastVideoReconstructionWidget(ScriptedLoadableModuleWidget):
         self.ui = slicer.util.childWidgetVariables(ui_widget)
         ui_widget.setMRMLScene(slicer.mrmlScene)
         self.logic = BreastVideoReconstructionLogic()
-        self.ui.statusLabel.text = "The video pipeline is not available in this version yet."
+        self.job = None
+        self.timer = qt.QTimer()
+        self.timer.setInterval(250)
+        self.timer.connect("timeout()", self.onPoll)
+        self.ui.runButton.connect("clicked(bool)", lambda _: self.onRun())
+        self.ui.videoPathLineEdit.connect("currentPathChanged(QString)", self.onVideoChanged)
+        self.ui.progressBar.visible = False
+
+    def cleanup(self):
+        self.timer.stop()
+        if self.job:
+            self.job.cleanup()
+
+    def onVideoChanged(self, path):
+        if path and not self.ui.outputPathLineEdit.currentPath:
+            import os
+            self.ui.outputPathLineEdit.currentPath = os.path.splitext(path)[0] + "_breast"
+
+    def onRun(self):
+        if self.job is not None:                      # the button reads "Cancel" while the pipeline runs
+            self.job.cleanup()
+            self.finish("Cancelled; finished steps are kept, Reconstruct resumes.")
+            return
+        from BreastShapeModel import BreastShapeModelWidget
+        if not BreastShapeModelWidget.ensureDependencies(self):      # torch and the shape-model packages
+            return
+        missing = missing_video_packages()
+        if missing:
+            if not slicer.util.confirmOkCancelDisplay("The video pipeline needs these Python packages: "
+                                                      + ", ".join(missing) + ". Install them now?"):
+                return
+            slicer.util.pip_install(" ".join(missing))
+        nipples = self.ui.nippleDistanceSpinBox.value
+        request = VideoRequest(self.ui.videoPathLineEdit.currentPath, self.ui.landmarksPathLineEdit.currentPath,
+                               self.ui.outputPathLineEdit.currentPath, nipples if nipples > 0 else None,
+                               self.ui.framesSpinBox.value, self.ui.colorizeCheckBox.checked,
+                               self.ui.removeInvisibleCheckBox.checked, self.ui.iterationsSpinBox.value,
+                               self.ui.resolutionSpinBox.value, self.ui.forceCheckBox.checked,
+                               ModelChoice(self.ui.checkpointPathLineEdit.currentPath or None))
+        try:
+            self.job = self.logic.start(request)
+        except UserError as exc:
+            slicer.util.errorDisplay(str(exc))
+            return
+        self.ui.runButton.text = "Cancel"
+        self.ui.progressBar.visible = True
+        self.ui.progressBar.value = 0
+        self.log("Started: " + " ".join(self.job.job.args[1:]))
+        self.timer.start()
+
+    def onPoll(self):
+        for event in self.job.job.poll():
+            if event["type"] == "progress":
+                self.ui.progressBar.value = int(100 * event.get("fraction", 0))
+                self.ui.statusLabel.text = f"{event.get('stage', '')}: {event.get('message', '')}"
+            elif event["type"] == "step":
+                self.log(f"{event['name']}: {event['status']}" + (f" ({event['seconds']:.0f} s)" if "seconds" in event else ""))
+            elif event["type"] in ("log", "error"):
+                self.log(event.get("message", ""))
+        if self.job.job.running:
+            return
+        if self.job.job.returncode == 0:
+            try:
+                self.job.load_results(slicer.mrmlScene)
+                self.finish(self.job.summary())
+            except UserError as exc:
+                self.finish(f"Failed: {exc}")
+        else:
+            self.finish(f"Failed: {self.job.job.error_message()}")
+
+    def finish(self, message):
+        self.timer.stop()
+        if self.job:
+            self.job.cleanup()
+        self.job = None
+        self.ui.runButton.text = "Reconstruct"
+        self.ui.progressBar.visible = False
+        self.ui.statusLabel.text = message.splitlines()[0] if message else ""
+        self.log(message)
+
+    def log(self, message):
+        self.ui.logTextEdit.appendPlainText(message)
 
 
 class BreastVideoReconstructionLogic(ScriptedLoadableModuleLogic):
-    """Glue only: the behaviour lives in BreastVideoReconstructionLib."""
+    """Glue only: the behaviour lives in BreastVideoReconstructionLib.module_logic (tested without Qt)."""
+
+    def start(self, request):
+        return VideoJob(request).start()
 
 
 class BreastVideoReconstructionTest(ScriptedLoadableModuleTest):
     def runTest(self):
         slicer.mrmlScene.Clear(0)
-        import BreastVideoReconstructionLib
-        self.assertTrue(BreastVideoReconstructionLib.__version__)
+        self.test_synthetic_video()
+
+    def test_synthetic_video(self):
+        """Render a small synthetic video, run the pipeline as the module does, load the surface."""
+        import subprocess
+        import sys
+        import tempfile
+        from pathlib import Path
+        work = Path(tempfile.mkdtemp())
+        subprocess.run([sys.executable, "-m", "BreastVideoReconstructionLib", "synth-video", "--output_dir", str(work),
+                        "--seed", "3", "--width", "640", "--height", "360", "--fps", "10", "--duration", "3",
+                        "--progress", "none"], check=True)
+        job = self.logic_start(VideoRequest(str(work / "video.mp4"), str(work / "landmarks.json"), str(work / "out"),
+                                            num_frames=24, iterations=300, resolution=128))
+        self.assertEqual(job.job.wait(900), 0)
+        nodes = job.load_results(slicer.mrmlScene)
+        self.assertGreater(nodes[0].GetPolyData().GetNumberOfPoints(), 1000)
         self.delayDisplay("Test passed")
+
+    def logic_start(self, request):
+        return BreastVideoReconstructionLogic().start(request)

@@ -12,5 +12,5 @@ def test_readme_commands_exist():
 
 def test_ci_installs_cpu_torch_first_and_runs_pytest():
     ci = (ROOT / ".ci" / "run").read_text()
-    assert ci.index("torch==2.13.0") < ci.index('-e ".[test]"')
+    assert ci.index("torch==2.13.0") < ci.index('-e ".[test,video]"')
     assert "python -m pytest -q" in ci and "python -m pytest -q" in (ROOT / "README.md").read_text()

@@ -104,6 +104,43 @@ def track(image_dir: Path, cams: list[Camera], ref: int, pixels: np.ndarray, hop
     return obs
 
 
+def sweep(image_dir: Path, cams: list[Camera], ref: int, pixel: np.ndarray, initial: np.ndarray,
+          neighbours: int = 4, half: int = 12, span: float = 0.15, steps: int = 241) -> tuple[np.ndarray, float]:
+    """Photo-consistency search along the landmark's ray: the depth whose projections into the neighbouring
+    frames look most like the landmark's patch (mean normalised cross-correlation); -> point, score."""
+    import cv2
+    cam = cams[ref]
+    d0 = float(np.linalg.norm(initial - cam.center))
+    ray = cam.rays(np.asarray(pixel, float)[None])[0]
+    depths = d0 * np.linspace(1 - span, 1 + span, steps)
+    cand = cam.center + depths[:, None] * ray
+    size = (2 * half + 1, 2 * half + 1)
+
+    def gray(i):
+        return cv2.cvtColor(cv2.imread(str(Path(image_dir) / cams[i].name)), cv2.COLOR_BGR2GRAY).astype(np.float32)
+    ref_patch = cv2.getRectSubPix(gray(ref), size, tuple(map(float, pixel)))
+    ref_patch = (ref_patch - ref_patch.mean()) / (ref_patch.std() + 1e-6)
+    scores, used = np.zeros(steps), 0
+    for j in range(max(0, ref - neighbours), min(len(cams), ref + neighbours + 1)):
+        if j == ref:
+            continue
+        uv, z = cams[j].project(cand)
+        img = gray(j)
+        h, w = img.shape
+        ok = (z > 0) & (uv[:, 0] > half) & (uv[:, 0] < w - half - 1) & (uv[:, 1] > half) & (uv[:, 1] < h - half - 1)
+        if not ok.all():
+            continue
+        used += 1
+        for k, p in enumerate(uv):
+            q = cv2.getRectSubPix(img, size, (float(p[0]), float(p[1])))
+            scores[k] += float(((q - q.mean()) / (q.std() + 1e-6) * ref_patch).mean())
+    if used < 2:
+        return initial, 0.0
+    scores /= used
+    best = int(np.argmax(scores))
+    return cand[best], float(scores[best])
+
+
 def landmarks_to_3d(scene: Scene, image_dir: Path, ref: int, pixels: np.ndarray, refine: bool = True,
                     k: int = 5) -> tuple[np.ndarray, list[str], dict]:
     cam = scene.cameras[ref]
@@ -127,6 +164,11 @@ def landmarks_to_3d(scene: Scene, image_dir: Path, ref: int, pixels: np.ndarray,
             detail.update(reprojection_px=round(err, 3), angle_deg=round(ang, 2), gap_to_ray=round(gap / scene_depth, 4))
             if err < 2.0 and ang >= 4.0 and gap < 0.05 * scene_depth:
                 X, methods[i] = Xt, "track"
+        if refine and methods[i] != "track":
+            Xs, score = sweep(image_dir, scene.cameras, ref, pixels[i], ray_pts[i])
+            detail["sweep_score"] = round(score, 3)
+            if score >= 0.6:
+                X, methods[i] = Xs, "sweep"
         pts3.append(X)
         info.append(detail)
     return np.asarray(pts3), methods, {"per_landmark": info, "ray_points": ray_pts.tolist()}

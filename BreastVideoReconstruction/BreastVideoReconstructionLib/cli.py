@@ -80,7 +80,9 @@ def _align_options(p):
 
 def _fit_options(p):
     g = p.add_argument_group("fit")
-    g.add_argument("--latent_weight", type=float, default=0.1, help="pull towards the mean shape (0.1, video)")
+    g.add_argument("--latent_weight", type=float, default=None,
+                   help="pull towards the mean shape (default: 0.1, the method's video setting, for official "
+                        "checkpoints; 0.02 for our checkpoints, whose codes are larger: 0.1 flattens large breasts)")
     g.add_argument("--anchor_weight", type=float, default=0.1, help="landmark term (0.1, video)")
     g.add_argument("--metrical", action=argparse.BooleanOptionalAction, default=True,
                    help="output in millimetres (default), or --no-metrical for model units")
@@ -298,17 +300,28 @@ def _align(args, out: Path, progress: Progress, lm_path: Path, model) -> dict:
     return rep
 
 
+OFFICIAL_VIDEO_LATENT_WEIGHT = 0.1      # the method's video setting, for the official model
+OURS_VIDEO_LATENT_WEIGHT = 0.02         # calibrated on synthetic videos (bench/video_pipeline.py) for our models
+
+
+def video_latent_weight(model) -> float:
+    """Default latent weight for video fits: our checkpoints carry provenance, official ones do not."""
+    return OURS_VIDEO_LATENT_WEIGHT if model.provenance else OFFICIAL_VIDEO_LATENT_WEIGHT
+
+
 def _fit(args, out: Path, progress: Progress, model) -> dict:
     from BreastShapeModelLib.fitting import FitSettings
     if args.iterations < 1 or args.points_per_iteration < 1:
         raise UserError("--iterations and --points_per_iteration must be at least 1")
+    if args.latent_weight is not None and args.latent_weight < 0:
+        raise UserError(f"--latent_weight must not be negative, got {args.latent_weight}")
     if args.nipple_to_nipple_dist is not None and not 50 <= args.nipple_to_nipple_dist <= 500:
         raise UserError(f"--nipple_to_nipple_dist is in mm and must be within 50-500, got {args.nipple_to_nipple_dist}")
     if not 8 <= args.voxel_resolution <= 1024:
         raise UserError(f"--voxel_resolution must be between 8 and 1024, got {args.voxel_resolution}")
     metrical = args.metrical or args.nipple_to_nipple_dist is not None
     settings = FitSettings(iterations=args.iterations, points_per_iteration=args.points_per_iteration,
-                           latent_weight=args.latent_weight, anchor_weight=max(args.anchor_weight, 0.0), seed=args.seed)
+                           latent_weight=video_latent_weight(model) if args.latent_weight is None else args.latent_weight, anchor_weight=max(args.anchor_weight, 0.0), seed=args.seed)
     key = P.stamp_of("fit", {"up": P.step_key(out, "align"), "s": vars(settings), "m": metrical,
                              "n2n": args.nipple_to_nipple_dist, "res": args.voxel_resolution,
                              "model": model.describe().get("source", "")})

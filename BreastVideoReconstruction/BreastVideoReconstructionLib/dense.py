@@ -1,10 +1,10 @@
-"""Denser points from the recovered cameras: dense optical flow between neighbouring frames, triangulated.
+"""Denser points from the recovered cameras: rectified two-view stereo between neighbouring frames.
 
-For each frame, the next frame with enough parallax (triangulation angle at the scene centre of at least
-`min_pair_angle` degrees) is its partner. Farneback flow is computed both ways; a pixel is kept when the
-forward-backward error is under `fb_threshold` px, the image is textured there, the triangulation angle passes
-`min_angle`, the point lies in front of both cameras and re-projects within `max_reprojection` px in both.
-A final statistical outlier filter drops isolated points.
+Each frame is paired with the next frame that has enough parallax (`min_pair_angle` degrees as seen from the
+scene centre). The pair is rectified with its known poses and matched along epipolar lines by semi-global block
+matching (left-right checked, unique, speckle-filtered), searching only the depths of the subject (0.6-1.6x the
+distance to the centre the video circles), then triangulated. A statistical outlier filter drops isolated points.
+(Dense optical flow was tried first: on low-contrast skin it gave 5 mm errors against 1.4 mm for this.)
 """
 from __future__ import annotations
 
@@ -21,41 +21,11 @@ from .sfm import orbit_centre
 
 @dataclass
 class DenseOptions:
-    max_size: int = 960            # flow is computed on frames scaled to this long side
-    step: int = 2                  # sample every step-th pixel (at flow scale)
-    fb_threshold: float = 0.5      # px at flow scale
-    min_angle: float = 3.0         # degrees, per point
-    min_pair_angle: float = 8.0    # degrees between partner cameras (as seen from the scene centre)
-    max_reprojection: float = 1.0  # px at full resolution
-    min_texture: float = 1e-4      # minimum eigenvalue of the structure tensor (0..1 grey)
-    max_points: int = 400_000
-
-
-def _gray(path: Path, scale: float):
-    import cv2
-    img = cv2.imread(str(path))
-    if scale != 1:
-        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    return img, cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-
-
-def _flow(a, b):
-    import cv2
-    return cv2.calcOpticalFlowFarneback(a, b, None, pyr_scale=0.5, levels=5, winsize=15, iterations=5, poly_n=7,
-                                        poly_sigma=1.5, flags=cv2.OPTFLOW_FARNEBACK_GAUSSIAN)
-
-
-def triangulate(cam_a: Camera, cam_b: Camera, px_a: np.ndarray, px_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Linear two-view triangulation (undistorted rays) -> points [N, 3] and triangulation angles (degrees)."""
-    import cv2
-    na, nb = cam_a.undistort(px_a), cam_b.undistort(px_b)
-    Pa = np.concatenate([cam_a.R, cam_a.t[:, None]], 1)
-    Pb = np.concatenate([cam_b.R, cam_b.t[:, None]], 1)
-    X = cv2.triangulatePoints(Pa, Pb, na.T.astype(np.float64), nb.T.astype(np.float64))
-    X = (X[:3] / X[3]).T
-    ra, rb = X - cam_a.center, X - cam_b.center
-    cos = (ra * rb).sum(1) / (np.linalg.norm(ra, axis=1) * np.linalg.norm(rb, axis=1) + 1e-12)
-    return X, np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    max_size: int = 960            # stereo runs on frames scaled to this long side
+    min_pair_angle: float = 10.0   # degrees between partner cameras (as seen from the scene centre)
+    depth_range: tuple = (0.6, 1.6)  # searched depths, relative to the camera's distance to the scene centre
+    block: int = 5
+    max_points: int = 300_000
 
 
 def partners(cams: list[Camera], min_pair_angle: float) -> list[tuple[int, int]]:
@@ -72,60 +42,50 @@ def partners(cams: list[Camera], min_pair_angle: float) -> list[tuple[int, int]]
 
 
 def densify(scene: Scene, image_dir: Path, options: DenseOptions | None = None, on_pair=None) -> tuple[Scene, dict]:
-    """Scene with the dense points (colours from the frames) replacing the sparse ones; plus a report."""
+    """Scene with the dense points (colours from the frames) in place of the sparse ones; plus a report."""
     import cv2
     o = options or DenseOptions()
     t0 = time.perf_counter()
     cams = scene.cameras
+    centre = orbit_centre(cams)
     pairs = partners(cams, o.min_pair_angle)
     pts_all, col_all = [], []
     for k, (i, j) in enumerate(pairs):
         a, b = cams[i], cams[j]
         scale = min(1.0, o.max_size / max(a.width, a.height))
-        img_a, ga = _gray(Path(image_dir) / a.name, scale)
-        _, gb = _gray(Path(image_dir) / b.name, scale)
-        fwd, bwd = _flow(ga, gb), _flow(gb, ga)
-        h, w = ga.shape
-        ys, xs = np.mgrid[0:h:o.step, 0:w:o.step]
-        xs, ys = xs.ravel().astype(np.float32), ys.ravel().astype(np.float32)
-        f = fwd[ys.astype(int), xs.astype(int)]
-        xb, yb = xs + f[:, 0], ys + f[:, 1]
-        inside = (xb >= 0) & (xb <= w - 1) & (yb >= 0) & (yb <= h - 1)
-        grid = (len(range(0, h, o.step)), len(range(0, w, o.step)))
-        back = cv2.remap(bwd, xb.reshape(grid), yb.reshape(grid), cv2.INTER_LINEAR).reshape(-1, 2)
-        fb = np.hypot(xb + back[:, 0] - xs, yb + back[:, 1] - ys)
-        texture = cv2.cornerMinEigenVal(ga.astype(np.float32) / 255.0, 5)[ys.astype(int), xs.astype(int)]
-        keep = inside & (fb < o.fb_threshold) & (texture > o.min_texture)
-        # back to full-resolution pixel coordinates (integer pixel centres)
-        pa = (np.stack([xs[keep], ys[keep]], 1) + 0.5) / scale - 0.5
-        pb = (np.stack([xb[keep], yb[keep]], 1) + 0.5) / scale - 0.5
-        X, ang = triangulate(a, b, pa, pb)
-        ua, za = a.project(X)
-        ub, zb = b.project(X)
-        err = np.maximum(np.linalg.norm(ua - pa, axis=1), np.linalg.norm(ub - pb, axis=1))
-        good = (ang >= o.min_angle) & (za > 0) & (zb > 0) & (err < o.max_reprojection)
-        pts_all.append(X[good])
-        src = np.stack([xs[keep][good], ys[keep][good]], 1).astype(int)
-        col_all.append(img_a[src[:, 1], src[:, 0], ::-1])
+        imgs = []
+        for c in (a, b):
+            img = cv2.imread(str(Path(image_dir) / c.name))
+            imgs.append(cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else img)
+        zc = float((a.R @ centre + a.t)[2])
+        if zc > 0:
+            X, col = stereo_pair(a, b, imgs[0], imgs[1], scale, (o.depth_range[0] * zc, o.depth_range[1] * zc), o.block)
+            pts_all.append(X)
+            col_all.append(col)
         if on_pair:
             on_pair(k + 1, len(pairs))
     pts = np.concatenate(pts_all) if pts_all else np.zeros((0, 3))
     cols = np.concatenate(col_all) if col_all else np.zeros((0, 3), np.uint8)
     raw = len(pts)
-    if len(pts) > 20:                                       # statistical outlier removal (8 neighbours)
+    rng = np.random.default_rng(0)
+    if len(pts) > 2 * o.max_points:                          # thin first: the outlier filter is O(N log N)
+        sel = rng.choice(len(pts), 2 * o.max_points, replace=False)
+        pts, cols = pts[sel], cols[sel]
+    if len(pts) > 20:                                        # statistical outlier removal (8 neighbours)
         d, _ = cKDTree(pts).query(pts, k=9)
         md = d[:, 1:].mean(1)
-        ok = md < np.median(md) + 3 * md.std()
+        ok = md < np.median(md) + 2 * md.std()
         pts, cols = pts[ok], cols[ok]
     if len(pts) > o.max_points:
-        sel = np.random.default_rng(0).choice(len(pts), o.max_points, replace=False)
+        sel = rng.choice(len(pts), o.max_points, replace=False)
         pts, cols = pts[sel], cols[sel]
-    report = {"pairs": len(pairs), "triangulated": int(raw), "points": int(len(pts)),
-              "sparse_points": int(len(scene.points)), "seconds": round(time.perf_counter() - t0, 2)}
+    report = {"method": "rectified SGBM stereo", "pairs": len(pairs), "triangulated": int(raw),
+              "points": int(len(pts)), "sparse_points": int(len(scene.points)),
+              "seconds": round(time.perf_counter() - t0, 2)}
     return Scene(cams, pts, cols.astype(np.uint8), None, scene.depth), report
 
 
-def stereo_pair(a: Camera, b: Camera, img_a, img_b, scale: float, num_disparities: int = 128, block: int = 5):
+def stereo_pair(a: Camera, b: Camera, img_a, img_b, scale: float, depth_range: tuple[float, float], block: int = 5):
     """Rectify a neighbouring pair and match along epipolar lines (semi-global block matching, left-right
     checked) -> world points [N, 3], colours [N, 3] (RGB) and the pixels of `a` (full resolution)."""
     import cv2
@@ -149,10 +109,16 @@ def stereo_pair(a: Camera, b: Camera, img_a, img_b, scale: float, num_disparitie
     flip = (P2[0, 3] if horizontal else P2[1, 3]) > 0         # b left of a: swap roles by mirroring
     if flip:
         ra, rb = ra[:, ::-1].copy(), rb[:, ::-1].copy()
-    sgbm = cv2.StereoSGBM_create(minDisparity=0, numDisparities=num_disparities, blockSize=block,
+    f, base = P1[0, 0], abs(P2[0, 3] if horizontal else P2[1, 3]) / P1[0, 0]
+    dmin, dmax = f * base / depth_range[1], f * base / depth_range[0]     # search only the subject's depths
+    if not (np.isfinite(dmax) and 0 < dmax < 0.5 * (w if horizontal else h)):
+        return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)                # rectification too distorted: skip
+    sgbm = cv2.StereoSGBM_create(minDisparity=int(dmin), numDisparities=max(16, int(np.ceil((dmax - dmin) / 16)) * 16),
+                                 blockSize=block,
                                  P1=8 * 3 * block ** 2, P2=32 * 3 * block ** 2, disp12MaxDiff=1, uniquenessRatio=10,
                                  speckleWindowSize=100, speckleRange=2, mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
     disp = sgbm.compute(cv2.cvtColor(ra, cv2.COLOR_BGR2GRAY), cv2.cvtColor(rb, cv2.COLOR_BGR2GRAY)).astype(np.float32) / 16
+    disp[disp < int(dmin) + 0.5] = -1                                    # invalid (SGBM marks them minDisparity-1)
     colors = ra
     if flip:
         disp, colors = disp[:, ::-1], colors[:, ::-1]
@@ -164,8 +130,7 @@ def stereo_pair(a: Camera, b: Camera, img_a, img_b, scale: float, num_disparitie
     ys, xs = np.nonzero(np.isfinite(disp))
     d = disp[ys, xs]
     # rectified camera a: x = P1 [X; 1] with baseline along x (or y)
-    f, cx, cy = P1[0, 0], P1[0, 2], P1[1, 2]
-    base = abs(P2[0, 3] if horizontal else P2[1, 3]) / f
+    cx, cy = P1[0, 2], P1[1, 2]
     z = f * base / np.abs(d)
     Xr = np.stack([(xs - cx) * z / f, (ys - cy) * z / f, z], 1)
     Xc = Xr @ R1                                              # rectified -> camera a (R1 rotates camera a)

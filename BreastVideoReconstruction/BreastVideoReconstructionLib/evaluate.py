@@ -1,7 +1,8 @@
 """Compare a pipeline result with a synthetic video's ground truth (for tests and benches).
 
 The SfM frame is tied to the truth by the camera centres (similarity, Umeyama), so the truth can be carried into
-the output frame with no help from the landmarks: errors of landmarks, alignment, fit and metric scale all count.
+the output frame with no help from the landmarks: errors of landmarks, alignment, fit and metric scale all count
+in `surface_error_mm` (the truth at its true size); `shape_error_mm` leaves the scale error out.
 """
 from __future__ import annotations
 
@@ -45,8 +46,15 @@ def evaluate(out_dir: Path, truth_dir: Path) -> dict:
     lms_gt = read_landmarks(truth_dir / "landmarks.txt")
     region = breast_region(mesh_gt, lms_gt)
     rec = trimesh.load(out_dir / "reconstruction.ply", process=False)
+    # metric: the truth keeps its true size (rotation and translation of T only, matched at the region's centre),
+    # so a wrong output scale shows up as surface error; shape: the truth scaled like the output (scale-free)
+    R = T[:3, :3] / scale
+    centre = region.mean(0)
+    shape_pts = region @ T[:3, :3].T + T[:3, 3]
+    metric_pts = (region - centre) @ R.T + (centre @ T[:3, :3].T + T[:3, 3])
+    metric = point_to_mesh_distance(metric_pts, rec)
+    shape = point_to_mesh_distance(shape_pts, rec)
     to_out = lambda p: np.asarray(p) @ T[:3, :3].T + T[:3, 3]      # noqa: E731
-    metric = point_to_mesh_distance(to_out(region), rec)
     units = fit.get("units", "mm")
     mm = 1.0 if units == "mm" else None
     lm_out = to_out(lms_gt)
@@ -57,6 +65,7 @@ def evaluate(out_dir: Path, truth_dir: Path) -> dict:
         "scale_error_pct": 100 * (scale - 1) if mm else None,
         "surface_error_mm": {"mean": float(metric.mean()), "p95": float(np.percentile(metric, 95)),
                              "median": float(np.median(metric))} if mm else None,
+        "shape_error_mm": {"mean": float(shape.mean()), "p95": float(np.percentile(shape, 95))},
         "anchor_error_mm": np.linalg.norm(anchors - lm_out, axis=1).round(2).tolist() if mm else None,
         "nipple_to_nipple_true_mm": n2n_true, "region_points": int(len(region)),
     }

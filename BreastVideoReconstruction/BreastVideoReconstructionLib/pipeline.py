@@ -149,6 +149,8 @@ def fit(out_dir: Path, model, settings, resolution: int, metrical: bool, nipple_
     write_anchor_files(rec.anchors, out_dir / "reconstruction_anchors", units=units)
     with atomic_path(out_dir / "reconstruction_code.npy") as tmp:
         np.save(tmp, rec.code.astype(np.float32))
+    with atomic_path(out_dir / "reconstruction_support.npy") as tmp:     # per vertex: distance to the cloud (mm)
+        np.save(tmp, rec.support.astype(np.float32))
     align = json.loads((out_dir / "align_report.json").read_text(encoding="utf-8"))
     sfm_to_model = np.asarray(align["sfm_to_model"])
     # output frame <- SfM frame: (metric scale or identity) * reconstruct's model map * the alignment

@@ -259,3 +259,66 @@ def test_landmark_files(tmp_path):
     bad.write_text("1,2\nnan,3\n4,5\n6,7\n8,9\n1,1\n")
     with pytest.raises(LandmarkError, match="finite"):
         read_landmarks_2d(bad)
+
+
+def test_hevc_video_frames(tmp_path, cli):
+    import av
+    path = tmp_path / "phone.mov"
+    rng = np.random.default_rng(1)
+    base = (rng.random((120, 200, 3)) * 255).astype(np.uint8)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx265", rate=15)
+        s.width, s.height, s.pix_fmt = 200, 120, "yuv420p"
+        s.options = {"x265-params": "log-level=error"}
+        for i in range(45):
+            img = np.roll(base, 2 * i, axis=1)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    out = tmp_path / "out"
+    r = cli(MOD, "extract-frames", path, out, "--num_frames", 12, "--progress", "none")
+    assert r.returncode == 0, r.stderr
+    rec = json.loads((out / "frames.json").read_text())
+    assert rec["video"]["codec"] == "hevc" and len(rec["frames"]) == 12 and rec["video"]["frames"] == 45
+    assert len(list((out / "images").glob("*.png"))) == 12
+    assert all(0 <= f["source_frame"] < 45 for f in rec["frames"])
+
+
+def test_module_logic_runs_and_loads_into_mrml(result, video):
+    """The module's path: the same `run` as a child process with JSON progress, then real MRML nodes."""
+    pytest.importorskip("slicer")
+    import slicer
+    from BreastVideoReconstructionLib.module_logic import VideoJob, VideoRequest
+    req = VideoRequest(str(video / "video.mp4"), str(video / "landmarks.json"), str(result["out"]),
+                       nipple_to_nipple_mm=round(result["nipple"], 2), num_frames=24, iterations=300, resolution=128)
+    job = VideoJob(req).start()
+    assert job.job.wait(600) == 0, job.job.error_message()
+    events = job.job.poll()
+    assert any(e["type"] == "step" and e.get("status") == "skipped" for e in events)    # resumed: nothing redone
+    scene = slicer.vtkMRMLScene()
+    model, anchors = job.load_results(scene)
+    assert model.GetPolyData().GetNumberOfPoints() > 1000
+    assert model.GetPolyData().GetPointData().GetScalars() is not None                  # video colours
+    assert anchors.GetNumberOfControlPoints() == 6
+    text = job.summary()
+    assert "nipple to nipple" in text and "mm" in text
+    with pytest.raises(Exception, match="landmark file not found"):
+        VideoRequest(str(video / "video.mp4"), "", str(result["out"])).command()
+
+
+def test_sfm_validation_catches_plausible_looking_failures(video):
+    """All frames registered with a low reprojection error can still be wrong: the checks say why."""
+    from BreastVideoReconstructionLib.cameras import Camera, Scene, read_cameras_json
+    from BreastVideoReconstructionLib.sfm import validate
+    cams = read_cameras_json(video / "truth" / "cameras.json")[::2]
+    good = Scene(cams, np.zeros((10, 3)), np.zeros((10, 3), np.uint8))
+    assert validate(good, len(cams), 0.5) == []
+    tele = [Camera(c.name, np.diag([c.K[0, 0] * 6, c.K[0, 0] * 6, 1]) + np.array([[0, 0, c.K[0, 2]], [0, 0, c.K[1, 2]], [0, 0, 0]]),
+                   c.R, c.t, c.width, c.height) for c in cams]                  # a bad focal-length prior
+    assert any("field of view" in p for p in validate(Scene(tele, good.points, good.colors), len(cams), 0.4))
+    jumped = [Camera(c.name, c.K, c.R, c.t + (np.array([0, 0, 1500.0]) if i == 7 else 0), c.width, c.height)
+              for i, c in enumerate(cams)]
+    assert any("jumps" in p for p in validate(Scene(jumped, good.points, good.colors), len(cams), 0.4))
+    assert any("registered" in p for p in validate(Scene(cams[:4], good.points, good.colors), len(cams), 0.4))
+    assert any("reprojection" in p for p in validate(good, len(cams), 3.5))

@@ -1,0 +1,114 @@
+"""What the BreastVideoReconstruction Slicer module does, without Qt: build the `run` command, run it as a child
+process with JSON progress (the shared job runner), load the result into a MRML scene.
+
+The output folder is the user's: a cancelled or failed run keeps its finished steps, and running again resumes.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from BreastShapeModelLib.errors import UserError
+from BreastShapeModelLib.jobs import Job, child_env, module_command
+from BreastShapeModelLib.module_logic import ModelChoice
+from BreastShapeModelLib.mrml_io import add_point_scalar, load_markups_node, load_model_node, show_scalar
+
+
+@dataclass
+class VideoRequest:
+    """One `run` of the pipeline: video, landmark file, output folder and the options a user sets."""
+
+    video: str
+    landmarks: str
+    output_dir: str
+    nipple_to_nipple_mm: float | None = None
+    num_frames: int = 30
+    colorize: bool = True
+    remove_invisible: bool = False
+    iterations: int = 1000
+    resolution: int = 256
+    force: bool = False
+    model: ModelChoice = field(default_factory=ModelChoice)
+    device: str = "auto"
+
+    def command(self, python: str | None = None) -> list[str]:
+        for what, path in (("video", self.video), ("landmark file", self.landmarks)):
+            if not path or not Path(path).is_file():
+                raise UserError(f"{what} not found: {path or '(none chosen)'}")
+        if not self.output_dir:
+            raise UserError("choose an output folder")
+        args = ["run", str(self.video), "--landmarks", str(self.landmarks), "--output_dir", str(self.output_dir),
+                "--num_frames", str(self.num_frames), "--iterations", str(self.iterations),
+                "--voxel_resolution", str(self.resolution), "--device", self.device, "--progress", "json",
+                *self.model.cli_args()]
+        if self.nipple_to_nipple_mm:
+            args += ["--nipple_to_nipple_dist", str(self.nipple_to_nipple_mm)]
+        if self.colorize or self.remove_invisible:
+            args.append("--colorize")
+        if self.remove_invisible:
+            args.append("--remove_invisible")
+        if self.force:
+            args.append("--force")
+        return module_command("BreastVideoReconstructionLib", *args, python=python)
+
+
+class VideoJob:
+    """A running pipeline; `load_results` after it succeeded, `cleanup` cancels it (finished steps are kept)."""
+
+    def __init__(self, request: VideoRequest, python: str | None = None):
+        self.request = request
+        self.output_dir = Path(request.output_dir)
+        self.job = Job(request.command(python), env=child_env())
+        self.report: dict = {}
+
+    def start(self) -> "VideoJob":
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.job.start()
+        return self
+
+    def load_results(self, scene, name: str = "BreastSurface") -> list:
+        """The metric surface (coloured from the video when it was coloured, else by support) and its anchors."""
+        report = self.output_dir / "report.json"
+        if not report.is_file():
+            raise UserError(f"the pipeline wrote no report ({self.job.error_message()})")
+        self.report = json.loads(report.read_text(encoding="utf-8"))
+        coloured = self.output_dir / "reconstruction_colored.ply"
+        if self.request.colorize and coloured.is_file():
+            model = load_model_node(scene, coloured, name)
+            model.GetDisplayNode().SetScalarVisibility(True)
+        else:
+            model = load_model_node(scene, self.output_dir / "reconstruction.ply", name)
+            support = self.output_dir / "reconstruction_support.npy"
+            if support.is_file():
+                import numpy as np
+                add_point_scalar(model, "support", np.load(support))
+                show_scalar(model, "support")
+        anchors = load_markups_node(scene, self.output_dir / "reconstruction_anchors.mrk.json", name + "_anchors")
+        return [model, anchors]
+
+    def summary(self) -> str:
+        """One paragraph for the module's log: time, scale and the measurements."""
+        r = self.report
+        m = r.get("measurements") or {}
+        units = m.get("units", "mm")
+        lines = [f"Reconstructed in {r.get('total_seconds', 0):.0f} s ({', '.join(r.get('skipped') or []) or 'no'} "
+                 f"steps reused); scale from {r.get('scale_source')}; residual mean "
+                 f"{(r.get('residuals') or {}).get('mean_mm', float('nan')):.2f} mm."]
+        if not r.get("sfm_valid", True):
+            lines.append("Warning, the camera reconstruction looks wrong: " + "; ".join(r.get("sfm_problems") or []))
+        lines += [f"{k.replace('_', ' ')}: {v:.1f} {units}" for k, v in m.items() if k != "units"]
+        return "\n".join(lines)
+
+    def cleanup(self) -> None:
+        if self.job.running:
+            self.job.cancel()
+
+
+VIDEO_PACKAGES = {"cv2": "opencv-python-headless", "pycolmap": "pycolmap", "av": "av", "vtk": "vtk"}
+
+
+def missing_video_packages() -> list[str]:
+    """pip names of what the video pipeline needs beyond BreastShapeModelLib's packages."""
+    import importlib.util
+    return [pip for module, pip in VIDEO_PACKAGES.items() if importlib.util.find_spec(module) is None]
