@@ -35,6 +35,18 @@ def visible(cam: Camera, vertices: np.ndarray, normals: np.ndarray) -> tuple[np.
     return uv, z, mask
 
 
+def sample_bilinear(img: np.ndarray, uv: np.ndarray, width: int = 1024) -> np.ndarray:
+    """Bilinear samples of an image at pixel coordinates [N, 2] (maps laid out as rows: OpenCV caps both sides)."""
+    import cv2
+    n = len(uv)
+    rows = max(1, -(-n // width))
+    grid = np.zeros((rows * width, 2), np.float32)
+    grid[:n] = uv
+    grid = grid.reshape(rows, width, 2)
+    out = cv2.remap(img, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR)
+    return out.reshape(rows * width, -1)[:n]
+
+
 def colorize(mesh: trimesh.Trimesh, cameras: list[Camera], image_dir: Path, on_frame=None) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 per vertex and how many frames saw each vertex; mesh in the cameras' (SfM) frame."""
     import cv2
@@ -49,9 +61,7 @@ def colorize(mesh: trimesh.Trimesh, cameras: list[Camera], image_dir: Path, on_f
             continue
         uv, z, mask = visible(cam, V, N)
         if mask.any():
-            m = uv[mask].astype(np.float32)
-            grid = m.reshape(-1, 1, 2)
-            col = cv2.remap(img, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR).reshape(-1, 3)[:, ::-1]
+            col = sample_bilinear(img, uv[mask])[:, ::-1]
             w = 1.0 / z[mask]
             acc[mask] += col * w[:, None]
             wsum[mask] += w

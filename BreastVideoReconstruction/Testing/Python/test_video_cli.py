@@ -322,3 +322,15 @@ def test_sfm_validation_catches_plausible_looking_failures(video):
     assert any("jumps" in p for p in validate(Scene(jumped, good.points, good.colors), len(cams), 0.4))
     assert any("registered" in p for p in validate(Scene(cams[:4], good.points, good.colors), len(cams), 0.4))
     assert any("reprojection" in p for p in validate(good, len(cams), 3.5))
+
+
+def test_bilinear_sampling_of_many_points():
+    """Colouring samples more vertices than OpenCV's remap takes in one row (a 256-grid mesh has ~100k)."""
+    from BreastVideoReconstructionLib.colorize import sample_bilinear
+    img = np.zeros((50, 80, 3), np.uint8)
+    img[..., 0] = np.arange(80)[None, :]
+    img[..., 1] = np.arange(50)[:, None]
+    uv = np.random.default_rng(0).uniform([0, 0], [79, 49], (70000, 2))
+    col = sample_bilinear(img, uv).astype(float)
+    assert col.shape == (70000, 3)
+    assert np.abs(col[:, 0] - uv[:, 0]).max() < 1.0 and np.abs(col[:, 1] - uv[:, 1]).max() < 1.0
