@@ -158,6 +158,22 @@ def test_corrupt_and_short_videos(tmp_path, cli, video):
     assert r.returncode == 2 and "fewer than the 100" in r.stderr
     r = cli(MOD, "extract-frames", tmp_path / "missing.mp4", tmp_path / "o3", "--progress", "none")
     assert r.returncode == 2 and "not found" in r.stderr
+    empty = tmp_path / "empty.mov"
+    empty.write_bytes(b"")
+    r = cli(MOD, "extract-frames", empty, tmp_path / "o4", "--progress", "none")
+    assert r.returncode == 2 and "empty.mov" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_corrupt_video_into_existing_results_keeps_them(result, tmp_path, cli):
+    out = result["out"]
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(os.urandom(50000))
+    lm = tmp_path / "011_landmarks.txt"
+    lm.write_text("\n".join(f"{100 + 20 * i},{100 + 10 * i}" for i in range(6)))
+    before = {f: (out / f).read_bytes() for f in ("report.json", "frames.json", "images/000.png", "reconstruction.ply")}
+    r = cli(MOD, "run", bad, "--landmarks", lm, "--output_dir", out, "--num_frames", 24, "--progress", "none")
+    assert r.returncode == 2 and "corrupt.mp4" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert all((out / f).read_bytes() == b for f, b in before.items())
 
 
 def test_blank_wall_video_is_rejected(tmp_path, cli):
