@@ -155,14 +155,20 @@ def fit(out_dir: Path, model, settings, resolution: int, metrical: bool, nipple_
     sfm_to_model = np.asarray(align["sfm_to_model"])
     # output frame <- SfM frame: (metric scale or identity) * reconstruct's model map * the alignment
     out_from_model = np.diag([rec.scale_mm_per_unit] * 3 + [1.0]) if metrical else np.linalg.inv(rec.to_model.matrix())
-    out_from_sfm = out_from_model @ rec.to_model.matrix() @ sfm_to_model
+    out_from_aligned = out_from_model @ rec.to_model.matrix()
+    out_from_sfm = out_from_aligned @ sfm_to_model
+    landmarks_out = lms @ out_from_aligned[:3, :3].T + out_from_aligned[:3, 3]
     report = {"output_frame": rec.output_frame, "units": units, "scale_mm_per_unit": rec.scale_mm_per_unit,
               "scale_source": rec.scale_source, "fit_seconds": round(rec.fit_seconds, 2),
               "total_seconds": round(time.perf_counter() - t0, 2), "residuals": rec.residuals,
               "support_mean": float(rec.support.mean()), "settings": vars(settings), "voxel_resolution": resolution,
               "vertices": len(mesh.vertices), "watertight": bool(mesh.is_watertight),
               "anchors": rec.anchors.round(4).tolist(), "output_from_sfm": out_from_sfm.tolist(),
-              "loss": [round(v, 7) for v in rec.loss[::10]], "measurements": measurements(rec.anchors, units)}
+              "loss": [round(v, 7) for v in rec.loss[::10]],
+              # distances between the landmarks seen in the video (in the output frame), and between the model's
+              # fitted anchors (where the model puts them: differs by its anchor error, a few mm)
+              "measurements": measurements(landmarks_out, units),
+              "model_anchor_measurements": measurements(rec.anchors, units)}
     atomic_write_text(out_dir / "fit_report.json", json.dumps(report, indent=1))
     return report
 
