@@ -160,6 +160,8 @@ class BreastShapeModelWidget(ScriptedLoadableModuleWidget):
                 self.ui.statusLabel.text = event.get("message", "")
             elif event["type"] in ("log", "error"):
                 self.log(event.get("message", ""))
+            elif event["type"] == "warning":
+                self.log("WARNING: " + event.get("message", ""))
         if self.job.job.running:
             return
         if self.job.job.returncode == 0:

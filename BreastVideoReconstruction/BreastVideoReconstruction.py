@@ -96,6 +96,8 @@ class BreastVideoReconstructionWidget(ScriptedLoadableModuleWidget):
                 self.log(f"{event['name']}: {event['status']}" + (f" ({event['seconds']:.0f} s)" if "seconds" in event else ""))
             elif event["type"] in ("log", "error"):
                 self.log(event.get("message", ""))
+            elif event["type"] == "warning":
+                self.log("WARNING: " + event.get("message", ""))
         if self.job.job.running:
             return
         if self.job.job.returncode == 0:

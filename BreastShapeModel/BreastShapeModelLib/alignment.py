@@ -32,17 +32,21 @@ class Similarity:
         return Similarity(1.0, np.eye(3), np.zeros(3))
 
 
-def umeyama(source: np.ndarray, target: np.ndarray, with_scale: bool = True) -> Similarity:
-    """Least-squares similarity taking `source` [N, 3] onto `target` [N, 3] (Umeyama 1991)."""
+def umeyama(source: np.ndarray, target: np.ndarray, with_scale: bool = True,
+            weights: np.ndarray | None = None) -> Similarity:
+    """Least-squares similarity taking `source` [N, 3] onto `target` [N, 3] (Umeyama 1991), optionally with
+    per-point weights (a doubtful landmark counts less)."""
     src, dst = np.asarray(source, np.float64), np.asarray(target, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
+    w = w / w.sum()
+    mu_s, mu_d = w @ src, w @ dst
     xs, xd = src - mu_s, dst - mu_d
-    cov = xd.T @ xs / len(src)
+    cov = (xd * w[:, None]).T @ xs
     u, d, vt = np.linalg.svd(cov)
     s = np.eye(3)
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         s[2, 2] = -1
     rot = u @ s @ vt
-    var_s = (xs ** 2).sum() / len(src)
+    var_s = float(w @ (xs ** 2).sum(1))
     scale = float(np.trace(np.diag(d) @ s) / var_s) if with_scale else 1.0
     return Similarity(scale, rot, mu_d - scale * rot @ mu_s)

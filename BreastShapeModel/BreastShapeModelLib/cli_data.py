@@ -29,6 +29,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--sheet", type=Path, default=None, help="write a contact sheet PNG of random torsos instead")
     p.add_argument("--spacing", type=float, default=2.5, help="marching-cubes spacing in mm (2.5)")
     p.add_argument("--mean", action="store_true", help="write the mean-parameter torso (named mean_torso)")
+    p.add_argument("--source", choices=("generator", "anny", "mix"), default="generator",
+                   help="anatomy source: our procedural generator (default), the Anny body model (pip install "
+                        "anny), or a mix (even torsos generator, odd torsos Anny)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (all cores)")
     p.add_argument("--progress", choices=MODES, default="bar")
     p.set_defaults(func=cmd_synth)
@@ -55,12 +58,12 @@ def add_parsers(sub) -> None:
 
 def _synth_one(job):
     from . import synth
-    index, seed, out_dir, spacing = job
+    index, seed, out_dir, spacing, source = job
     name = synth.torso_name(index)
     if synth.is_done(out_dir, name):
         return name, "skipped"
     try:
-        t = synth.generate(index, seed, spacing)
+        t = synth.generate(index, seed, spacing, source=source)
     except RuntimeError as exc:                    # one impossible torso must not stop a long batch
         return name, f"failed: {exc}"
     synth.write_torso(t, out_dir, name)
@@ -91,13 +94,18 @@ def cmd_synth(args, progress: Progress) -> int:
     if args.output_dir is None:
         raise UserError("synth needs --output_dir (or --sheet out.png)")
     if args.mean:
-        t = synth.mean_torso(args.spacing)
+        if args.source == "mix":
+            raise UserError("--mean needs one source: --source generator or --source anny")
+        t = synth.mean_torso(args.spacing, args.source)
         files = synth.write_torso(t, args.output_dir, "mean_torso")
         progress.result(files=[str(f) for f in files])
         return 0
     if args.num is None or args.num < 1:
         raise UserError(f"number of torsos must be at least 1, got {args.num}")
-    jobs = [(args.start + i, args.seed, args.output_dir, args.spacing) for i in range(args.num)]
+    if args.source != "generator":
+        from . import anny_source
+        anny_source.model()                  # the one clear message when anny is missing, before any work
+    jobs = [(args.start + i, args.seed, args.output_dir, args.spacing, args.source) for i in range(args.num)]
     args.output_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with progress.stage("synth", total=len(jobs), unit="torso") as update:
@@ -121,13 +129,17 @@ def _sheet(args, progress: Progress) -> int:
     tiles, labels = [], []
     with progress.stage("sheet", total=n, unit="torso") as update:
         for i in range(n):
-            t = synth.generate(args.start + i, args.seed, max(args.spacing, 3.0))
+            t = synth.generate(args.start + i, args.seed, max(args.spacing, 3.0), source=args.source)
             c = t.mesh.vertices.mean(0)
             ext = (c - 300, c + 300)
             tiles += render.mesh_views(t.mesh, size=200, samples=120_000, extent=ext)
             v = t.truth["breast_volume_ml"]
-            grades = [t.params.breasts[s].ptosis_grade for s in ("left", "right")]
-            labels += [f"#{args.start + i} L{v['left']:.0f} R{v['right']:.0f} ml", f"ptosis L{grades[0]} R{grades[1]}"]
+            if hasattr(t.params, "breasts"):
+                grades = [t.params.breasts[s].ptosis_grade for s in ("left", "right")]
+                second = f"ptosis L{grades[0]} R{grades[1]}"
+            else:
+                second = "Anny, cup L{left:.2f} R{right:.2f}".format(**t.params.cup)
+            labels += [f"#{args.start + i} L{v['left']:.0f} R{v['right']:.0f} ml", second]
             update(i + 1)
     render.save_png(render.sheet(tiles, columns=8, labels=labels), args.sheet)
     progress.log(f"wrote {args.sheet}")

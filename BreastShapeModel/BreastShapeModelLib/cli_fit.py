@@ -144,6 +144,8 @@ def cmd_reconstruct(args, progress: Progress) -> int:
             rec = reconstruct(model, points, landmarks, settings, args.voxel_resolution, metrical,
                               args.nipple_to_nipple_dist, on_iteration,
                               lambda fraction, message: mesh_update(fraction, message), args.chunk_size, args.meshing)
+    if not rec.self_check["passed"]:
+        rec.warnings.append("SELF-CHECK FAILED, the surface may be wrong: " + "; ".join(rec.self_check["problems"]))
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     mesh = rec.mesh
@@ -164,7 +166,9 @@ def cmd_reconstruct(args, progress: Progress) -> int:
         "input": str(args.input), "input_kind": kind, "input_points": int(len(points)),
         "landmarks": str(args.landmarks) if args.landmarks else None, "model": model.describe(),
         "output_frame": rec.output_frame, "units": units, "scale_mm_per_unit": rec.scale_mm_per_unit,
-        "scale_source": rec.scale_source, "input_to_model": rec.to_model.matrix().tolist(),
+        "scale_source": rec.scale_source, "scale_check": rec.scale_check, "warnings": rec.warnings,
+        "self_check": rec.self_check,
+        "input_to_model": rec.to_model.matrix().tolist(),
         "settings": vars(settings), "voxel_resolution": args.voxel_resolution,
         "fit_seconds": round(rec.fit_seconds, 3), "total_seconds": round(time.perf_counter() - t0, 3),
         "loss": [round(v, 7) for v in rec.loss], "residuals": rec.residuals,
@@ -177,6 +181,8 @@ def cmd_reconstruct(args, progress: Progress) -> int:
     atomic_write_text(report_path, json.dumps(report, indent=2))
     written += [code_path, support_path, report_path]
     r = rec.residuals
+    for w in rec.warnings:
+        progress.warn(w)
     progress.log(f"fit in {rec.fit_seconds:.1f} s; input-to-surface residual mean {r['mean_mm']:.2f} mm, "
                  f"95th pct {r['p95_mm']:.2f} mm; wrote {out}")
     progress.result(files=[str(p) for p in written], residuals=r)

@@ -22,6 +22,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--resume", type=Path, default=None, help="training checkpoint to continue (default: "
                                                              "<output_dir>/last.pt when it exists)")
     p.add_argument("--fresh", action="store_true", help="start over even if <output_dir>/last.pt exists")
+    p.add_argument("--init_weights", type=Path, default=None,
+                   help="a new run starts from this model's network weights (ours or official; fine-tuning on "
+                        "new data), with fresh per-shape codes; ignored when the run resumes")
     p.add_argument("--dataset", type=Path, default=None, help="HDF5 dataset (default: from the config)")
     p.add_argument("--epochs", type=int, default=None, help="total epochs to reach (default: train.epochs)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
@@ -66,8 +69,12 @@ def cmd_train(args, progress: Progress) -> int:
         progress.event("log", message=message)
     elif args.resume is not None:
         raise UserError(f"{args.resume}: no such training checkpoint")
-    elif args.fresh and (args.output_dir / "metrics.csv").exists():
-        (args.output_dir / "metrics.csv").unlink()
+    else:
+        if args.fresh and (args.output_dir / "metrics.csv").exists():
+            (args.output_dir / "metrics.csv").unlink()
+        if args.init_weights is not None:
+            trainer.init_network_from(args.init_weights)
+            progress.log(f"network initialised from {args.init_weights}")
     args.output_dir.mkdir(parents=True, exist_ok=True)
     write_json(args.output_dir / "run.json", {"config": str(args.config), "dataset": str(settings.dataset),
                                               "shapes": len(trainer.data), "train": len(trainer.train_idx),

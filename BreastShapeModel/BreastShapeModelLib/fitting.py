@@ -49,19 +49,27 @@ def _schedule(table, it: int) -> float:
 
 
 def fit_code(net: LocalEnsembleSDF, points: np.ndarray | torch.Tensor, landmarks: np.ndarray | None = None,
-             settings: FitSettings | None = None, on_iteration=None, init_code=None) -> FitResult:
-    """Optimise a code so the model's zero level set passes through `points` [P, 3] (model units)."""
+             settings: FitSettings | None = None, on_iteration=None, init_code=None,
+             landmark_weights: np.ndarray | None = None, start_iteration: int = 0) -> FitResult:
+    """Optimise a code so the model's zero level set passes through `points` [P, 3] (model units).
+
+    `landmark_weights` [6] weight each landmark in the anchor term (a doubtful landmark counts less);
+    `start_iteration` continues the cutoff, latent-weight and learning-rate schedules from there (a warm-started
+    refit from `init_code`)."""
     s = settings or FitSettings()
     device = next(net.parameters()).device
     pts = torch.as_tensor(np.asarray(points, dtype=np.float32), device=device)
     if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0:
         raise ValueError(f"points must be [P, 3] with P > 0, got {tuple(pts.shape)}")
     lms = None if landmarks is None else torch.as_tensor(np.asarray(landmarks, np.float32), device=device)
+    lw = torch.ones(6, device=device) if landmark_weights is None else \
+        torch.as_tensor(np.asarray(landmark_weights, np.float32), device=device)
+    lw = lw / lw.sum()
     gen = torch.Generator(device="cpu").manual_seed(int(s.seed))
     code = torch.zeros(1, net.cfg.latent_dim, device=device) if init_code is None else \
         torch.as_tensor(np.asarray(init_code, np.float32), device=device).reshape(1, -1).clone()
     code.requires_grad_(True)
-    opt = torch.optim.Adam([code], lr=s.lr)
+    opt = torch.optim.Adam([code], lr=s.lr * s.lr_gamma ** (start_iteration // s.lr_step))
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=s.lr_step, gamma=s.lr_gamma)
     was_training = net.training
     net.eval()
@@ -70,7 +78,8 @@ def fit_code(net: LocalEnsembleSDF, points: np.ndarray | torch.Tensor, landmarks
     losses = []
     t0 = time.perf_counter()
     try:
-        for it in range(s.iterations):
+        for step in range(s.iterations):
+            it = step + start_iteration
             idx = torch.randint(len(pts), (min(s.points_per_iteration, len(pts)),), generator=gen).to(device)
             sdf, anchors = net.forward_sparse(pts[idx][None], code, s.sparse_threshold)
             a = sdf.abs()[0]
@@ -78,14 +87,14 @@ def fit_code(net: LocalEnsembleSDF, points: np.ndarray | torch.Tensor, landmarks
             loss = (a * keep).sum() / keep.sum().clamp(min=1)
             loss = loss + s.latent_weight * _schedule(LATENT_DECAY, it) * (code ** 2).sum()
             if lms is not None and s.anchor_weight > 0:
-                loss = loss + s.anchor_weight * ((anchors[0] - lms) ** 2).sum(-1).mean()
+                loss = loss + s.anchor_weight * (((anchors[0] - lms) ** 2).sum(-1) * lw).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
             if on_iteration is not None:
-                on_iteration(it + 1, losses[-1])
+                on_iteration(step + 1, losses[-1])
     finally:
         for p in net.parameters():
             p.requires_grad_(True)

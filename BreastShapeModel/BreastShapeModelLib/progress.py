@@ -3,6 +3,7 @@
 JSON mode writes one object per line on stdout, e.g.
   {"type": "progress", "stage": "mesh", "fraction": 0.42, "message": "sample 1/3"}
   {"type": "log", "message": "..."}      {"type": "result", "files": [...]}      {"type": "error", "message": "..."}
+  {"type": "warning", "message": "..."}
 so a parent process can parse each line on its own.
 """
 from __future__ import annotations
@@ -37,6 +38,16 @@ class Progress:
         elif self.mode == "bar":
             from tqdm import tqdm
             tqdm.write(message, file=self._out())
+
+    def warn(self, message: str) -> None:
+        """A warning a person must see, in every mode: `warning: ...` on stderr (JSON: a warning event)."""
+        if self.mode == "json":
+            self.event("warning", message=message)
+        elif self.mode == "bar":
+            from tqdm import tqdm
+            tqdm.write("warning: " + message, file=sys.stderr)
+        else:
+            print("warning: " + message, file=sys.stderr, flush=True)
 
     def result(self, **fields) -> None:
         self.event("result", **fields)

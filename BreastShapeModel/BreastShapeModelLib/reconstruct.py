@@ -15,11 +15,13 @@ from scipy.spatial import cKDTree
 
 from .alignment import Similarity, umeyama
 from .errors import UserError
-from .fitting import FitSettings, fit_code
+from .fitting import FitResult, FitSettings, fit_code
+from .self_check import self_check
 from .shape_model import ShapeModel
 from .surface_distance import point_to_mesh_distance
 
 PADDING = 0.1
+SCALE_DISAGREEMENT_PCT = 3.0      # landmark vs fitted-anchor nipple distance: beyond this the fit is suspect
 
 
 def normalisation(points: np.ndarray, padding: float = PADDING) -> Similarity:
@@ -50,12 +52,28 @@ class Reconstruction:
     fit_seconds: float = 0.0
     residuals: dict = field(default_factory=dict)
     support: np.ndarray | None = None     # per output vertex: distance to the nearest input point (output units)
+    scale_check: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+    self_check: dict = field(default_factory=dict)
+
+
+@dataclass
+class RefineSettings:
+    """Fit-driven pruning: keep points within `threshold` model units of the fitted surface, refit `iterations`
+    from the fitted code (schedules continued from `start_iteration`), `rounds` times."""
+    threshold: float = 0.04
+    iterations: int = 300
+    rounds: int = 1
+    start_iteration: int = 500
 
 
 def reconstruct(model: ShapeModel, points: np.ndarray, landmarks: np.ndarray | None = None,
                 settings: FitSettings | None = None, resolution: int = 256, metrical: bool = False,
                 nipple_to_nipple_mm: float | None = None, on_iteration=None, on_grid=None,
-                chunk_size: int | None = None, meshing: str = "narrow_band") -> Reconstruction:
+                chunk_size: int | None = None, meshing: str = "narrow_band", landmark_weights=None,
+                refine: RefineSettings | None = None) -> Reconstruction:
+    """Fit `points` (with six `landmarks`, optionally weighted) and mesh the result; with `refine`, prune the
+    points that the fitted surface does not explain and refit (so clutter and far-off points stop pulling)."""
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) < 10:
         raise UserError(f"need at least 10 points with x, y, z, got {pts.shape}")
@@ -65,20 +83,30 @@ def reconstruct(model: ShapeModel, points: np.ndarray, landmarks: np.ndarray | N
     to_model = norm
     if landmarks is not None:
         lm = np.asarray(landmarks, dtype=np.float64)
-        to_model = compose(umeyama(norm.apply(lm), model.average_anchors), norm)
+        to_model = compose(umeyama(norm.apply(lm), model.average_anchors, weights=landmark_weights), norm)
     model_pts = to_model.apply(pts)
     model_lms = None if landmarks is None else to_model.apply(landmarks)
     s = settings or FitSettings()
-    fit = fit_code(model.network, model_pts, model_lms, s, on_iteration)
+    fit = fit_code(model.network, model_pts, model_lms, s, on_iteration, landmark_weights=landmark_weights)
+    kept = np.ones(len(model_pts), bool)
+    for r in range(refine.rounds if refine else 0):
+        dist = np.abs(np.asarray(model.sdf(model_pts, fit.code), np.float64).ravel())
+        kept = dist <= refine.threshold
+        if kept.sum() < 100:
+            break
+        refit = FitSettings(**{**vars(s), "iterations": refine.iterations})
+        on_refit = None if on_iteration is None else \
+            (lambda it, loss, r=r: on_iteration(s.iterations + r * refine.iterations + it, loss))
+        more = fit_code(model.network, model_pts[kept], model_lms, refit, on_refit, init_code=fit.code,
+                        landmark_weights=landmark_weights, start_iteration=refine.start_iteration)
+        fit = FitResult(more.code, more.anchors, fit.loss + more.loss, fit.seconds + more.seconds)
     mesh_kw = {"chunk_size": chunk_size} if chunk_size else {}
     mesh = model.mesh(fit.code, resolution, method=meshing, progress=on_grid, **mesh_kw)
     anchors = fit.anchors
+    check, warnings = {}, []
     if metrical:
-        if nipple_to_nipple_mm is not None:
-            d = float(np.linalg.norm(anchors[2] - anchors[3]))
-            scale, source = nipple_to_nipple_mm / d, "nipple_to_nipple"
-        else:
-            scale, source = model.mm_per_unit, "average"
+        scale, source, check, warnings = metric_scale(model, anchors, model_lms, nipple_to_nipple_mm,
+                                                      landmark_weights)
         out = Similarity(scale, np.eye(3), np.zeros(3))
         frame = "metric"
     else:
@@ -88,12 +116,50 @@ def reconstruct(model: ShapeModel, points: np.ndarray, landmarks: np.ndarray | N
     anchors_out = out.apply(anchors)
     # residuals: input points to the fitted surface, in input units and mm (model units x mm scale)
     with_pts = out.apply(model_pts)
-    dist = point_to_mesh_distance(with_pts, mesh)
+    dist = point_to_mesh_distance(with_pts[kept], mesh)          # the points the final fit used
     res = {"mean": float(dist.mean()), "median": float(np.median(dist)), "p95": float(np.percentile(dist, 95)),
            "units": "mm" if frame == "metric" else "input"}
     mm_factor = 1.0 if frame == "metric" else model.mm_per_unit * to_model.scale
     res["mean_mm"], res["median_mm"], res["p95_mm"] = (res["mean"] * mm_factor, res["median"] * mm_factor,
                                                        res["p95"] * mm_factor)
     support, _ = cKDTree(with_pts).query(mesh.vertices)
+    lms_out = None if model_lms is None else out.apply(model_lms)
+    checked = self_check(mesh, with_pts, lms_out, mm_factor, None if model_lms is None else model_lms[:, 0])
+    res["points_used"] = int(kept.sum())
     return Reconstruction(mesh, anchors_out, fit.code, to_model, frame, scale, source, fit.loss, fit.seconds, res,
-                          support)
+                          support, check, warnings, checked)
+
+
+def metric_scale(model: ShapeModel, anchors: np.ndarray, landmarks: np.ndarray | None,
+                 nipple_to_nipple_mm: float | None, landmark_weights=None) -> tuple[float, str, dict, list[str]]:
+    """Millimetres per model unit -> (scale, source, both candidate scales, warnings).
+
+    With a measured nipple distance, the scale comes from what the user marked: the given (or triangulated)
+    nipple landmarks; the model's fitted nipple anchors only when there are no landmarks. The fitted anchors'
+    scale is reported beside it, and a disagreement beyond SCALE_DISAGREEMENT_PCT is a warning: the model did
+    not reproduce the subject's nipples (foreign anatomy, a wrong landmark). A nipple landmark whose weight is
+    below 0.5 (doubtful evidence) is replaced by the fitted anchor."""
+    if nipple_to_nipple_mm is None:
+        return model.mm_per_unit, "average", {}, []
+    d_anchor = float(np.linalg.norm(anchors[2] - anchors[3]))
+    check = {"nipple_to_nipple_mm": float(nipple_to_nipple_mm), "from_anchors": nipple_to_nipple_mm / d_anchor}
+    if landmarks is None:
+        return check["from_anchors"], "nipple_to_nipple (fitted anchors)", check, []
+    lms = np.array(landmarks, dtype=np.float64)
+    source = "nipple_to_nipple (landmarks)"
+    if landmark_weights is not None:
+        doubtful = [i for i in (2, 3) if landmark_weights[i] < 0.5]
+        for i in doubtful:
+            lms[i] = anchors[i]
+        if doubtful:
+            source += "; " + " and ".join(("left", "right")[i - 2] for i in doubtful) + " nipple from the fit"
+    d_lm = float(np.linalg.norm(lms[2] - lms[3]))
+    check["from_landmarks"] = nipple_to_nipple_mm / d_lm
+    check["disagreement_pct"] = 100.0 * (check["from_anchors"] / check["from_landmarks"] - 1.0)
+    warnings = []
+    if abs(check["disagreement_pct"]) > SCALE_DISAGREEMENT_PCT:
+        warnings.append(f"the fitted model's nipples are {abs(check['disagreement_pct']):.1f} % "
+                        f"{'closer together' if check['disagreement_pct'] > 0 else 'farther apart'} than the "
+                        f"landmarks: the model did not reproduce this subject's nipples; the scale comes from the "
+                        f"landmarks, check the surface near the nipples")
+    return check["from_landmarks"], source, check, warnings

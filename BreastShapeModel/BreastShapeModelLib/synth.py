@@ -31,6 +31,7 @@ class SynthTorso:
     landmarks: np.ndarray          # [6, 3] mm, exact mesh surface points
     params: TorsoParams
     truth: dict
+    full_body: trimesh.Trimesh | None = None   # Anny: the uncut body in the same frame (for whole-body videos)
 
 
 def _grid(lo, hi, h):
@@ -204,14 +205,29 @@ def is_done(out_dir: Path, name: str) -> bool:
     return all((out_dir / f).exists() for f in (f"{name}.ply", f"landmarks/{name}.txt", f"{name}.json"))
 
 
-def generate(index: int, seed: int, spacing: float = MESH_SPACING_MM, attempts: int = 5) -> SynthTorso:
-    """Torso `index` of a seeded series. The rare parameter draw that cannot be built (a landmark that misses the
-    surface, a non-watertight mesh) is redrawn from its own deterministic stream."""
+SOURCES = ("generator", "anny", "mix")
+
+
+def source_of(index: int, source: str) -> str:
+    """The anatomy source of torso `index`: `mix` alternates generator (even) and Anny (odd) torsos."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown anatomy source {source!r} (expected {', '.join(SOURCES)})")
+    return ("generator", "anny")[index % 2] if source == "mix" else source
+
+
+def generate(index: int, seed: int, spacing: float = MESH_SPACING_MM, attempts: int = 5,
+             source: str = "generator") -> SynthTorso:
+    """Torso `index` of a seeded series from the generator or Anny (`source`). The rare parameter draw that
+    cannot be built (a landmark that misses the surface, a non-watertight mesh) is redrawn from its own
+    deterministic stream."""
+    from . import anny_source
     last = None
+    kind = source_of(index, source)
     for attempt in range(attempts):
         rng = torso_rng(seed, index) if attempt == 0 else np.random.default_rng([int(seed), int(index), attempt])
         try:
-            t = make_torso(sample_params(rng), spacing)
+            t = make_torso(sample_params(rng), spacing) if kind == "generator" else \
+                anny_source.make_anny_torso(anny_source.anny_rng_params(seed, index, attempt))
         except ValueError as exc:
             last = exc
             continue
@@ -222,7 +238,10 @@ def generate(index: int, seed: int, spacing: float = MESH_SPACING_MM, attempts: 
     raise RuntimeError(f"torso {index} (seed {seed}) failed {attempts} draws: {last}")
 
 
-def mean_torso(spacing: float = MESH_SPACING_MM) -> SynthTorso:
+def mean_torso(spacing: float = MESH_SPACING_MM, source: str = "generator") -> SynthTorso:
+    if source == "anny":
+        from . import anny_source
+        return anny_source.make_anny_torso(anny_source.sample_anny_params(mean=True))
     return make_torso(sample_params(mean=True), spacing)
 
 

@@ -169,6 +169,19 @@ class Trainer:
                                          dtype=torch.float32)
         self._writer = None
 
+    def init_network_from(self, path: Path) -> None:
+        """Start from another model's network (fine-tuning): its weights, this dataset's average anchors."""
+        from .shape_model import ShapeModel
+        src = ShapeModel.load(path, device="cpu").network.state_dict()
+        own = self.net.state_dict()
+        shapes = {k: tuple(v.shape) for k, v in own.items()}
+        if any(k not in src or tuple(src[k].shape) != shapes[k] for k in own if k != "average_anchors"):
+            raise UserError(f"{path}: its network does not match this configuration's architecture")
+        with torch.no_grad():
+            for k, v in own.items():
+                if k != "average_anchors":
+                    v.copy_(src[k].to(v.device, v.dtype))
+
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
         return {"format": RUN_FORMAT, "config": self.cfg.raw or self.cfg.to_dict(), "epoch": self.epoch,

@@ -183,12 +183,64 @@ def mean_surface_distance(model, points: np.ndarray, chunk: int = 65536) -> np.n
     return out
 
 
-def align_and_prune(model, scene: Scene, landmarks_3d: np.ndarray, threshold: float = 0.2) -> AlignResult:
-    """Similarity from SfM landmarks to the average anchors; drop points farther than `threshold` (model units)
-    from the model's mean surface."""
+# evidence of a 3D landmark by how it was found: triangulated from tracks (or read from depth) is solid; the
+# photo-consistency sweep and the single-ray estimate are guesses
+EVIDENCE = {"track": 1.0, "depth": 1.0, "sweep": 0.5, "ray": 0.3}
+TRACK_GOOD_PX = 1.5             # tracked landmarks above this re-projection error count half
+LOO_TOLERANCE = 0.1             # model units (~29 mm): how far anatomy lets one landmark stray from the others
+MIN_WEIGHT = 0.02
+
+
+def landmark_evidence(methods: list[str], details: list[dict]) -> tuple[np.ndarray, list[str]]:
+    """Per landmark: a weight in (0, 1] from how it was found, and why."""
+    weights, reasons = [], []
+    for m, d in zip(methods, details):
+        w = EVIDENCE.get(m, 0.3)
+        why = f"{m}"
+        if m == "track":
+            err = d.get("reprojection_px", 0.0)
+            why += f", {d.get('views', 0)} views, {err:.1f} px"
+            if err > TRACK_GOOD_PX:
+                w *= 0.5
+        elif m == "sweep":
+            why += f" (score {d.get('sweep_score', 0):.2f}; tracking failed)"
+        elif m == "ray":
+            why += " (single ray: tracking and the sweep failed)"
+        weights.append(w)
+        reasons.append(why)
+    return np.asarray(weights), reasons
+
+
+def robust_landmark_weights(landmarks: np.ndarray, anchors: np.ndarray, evidence: np.ndarray,
+                            tolerance: float = LOO_TOLERANCE, max_outliers: int = 2) -> tuple[np.ndarray, dict]:
+    """Leave-one-out consistency of the six landmarks with the average anchors: each landmark is predicted from
+    the others (weighted similarity) and, when it strays more than `tolerance` model units while the others
+    agree, it is down-weighted in proportion. Returns weights and, per landmark, the residual (model units)."""
+    w = np.clip(np.asarray(evidence, float), MIN_WEIGHT, 1.0).copy()
+    out = {}
+    for _ in range(max_outliers):
+        res = np.zeros(6)
+        for i in range(6):
+            others = np.arange(6) != i
+            S = umeyama(landmarks[others], anchors[others], weights=w[others])
+            res[i] = float(np.linalg.norm(S.apply(landmarks[i:i + 1])[0] - anchors[i]))
+        out = {"loo_residual": res.round(4).tolist()}
+        candidates = np.flatnonzero((res > tolerance) & (w > MIN_WEIGHT * 1.01))
+        if not len(candidates):
+            break
+        worst = candidates[np.argmax(res[candidates] * (1.5 - np.minimum(w[candidates], 1.0)))]
+        w[worst] = max(MIN_WEIGHT, w[worst] * (tolerance / res[worst]) ** 2)
+    return w, out
+
+
+def align_and_prune(model, scene: Scene, landmarks_3d: np.ndarray, threshold: float = 0.2,
+                    weights: np.ndarray | None = None) -> AlignResult:
+    """Similarity from SfM landmarks (weighted) to the average anchors; drop points farther than `threshold`
+    (model units) from the model's mean surface (the method's rule with 0.2; the fit-driven pruning starts
+    from a looser threshold and prunes again from the fitted surface)."""
     if np.linalg.matrix_rank(landmarks_3d - landmarks_3d.mean(0), tol=1e-9) < 2:
         raise UserError("the 3D landmarks are degenerate (collinear); check the landmark file")
-    S = umeyama(landmarks_3d, model.average_anchors)
+    S = umeyama(landmarks_3d, model.average_anchors, weights=weights)
     pts = S.apply(scene.points)
     dist = mean_surface_distance(model, pts)
     keep = dist <= threshold

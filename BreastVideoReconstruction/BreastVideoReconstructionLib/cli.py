@@ -71,8 +71,16 @@ def _align_options(p):
     g = p.add_argument_group("landmarks and alignment")
     g.add_argument("--landmark_frame", default=None, help="frame of the landmarks (e.g. 015); default: the file "
                                                           "name, else the most frontal frame")
-    g.add_argument("--pruning_dist_threshold", type=float, default=0.2,
-                   help="drop points farther than this from the model's mean surface (model units, 0.2)")
+    g.add_argument("--pruning", choices=("fit", "mean"), default="fit",
+                   help="fit (default): prune loosely from the mean surface, fit, prune again from the fitted "
+                        "surface and refit, so breasts far from the mean keep their points; mean: the method's "
+                        "rule, points within --pruning_dist_threshold of the model's mean surface")
+    g.add_argument("--pruning_dist_threshold", type=float, default=None,
+                   help="drop points farther than this from the model's mean surface (model units; default 0.35 "
+                        "with --pruning fit, 0.2, the method's value, with --pruning mean)")
+    g.add_argument("--robust_landmarks", action=argparse.BooleanOptionalAction, default=True,
+                   help="weight the landmarks by their evidence (tracked and triangulated, swept, single ray) "
+                        "and down-weight one that disagrees with the other five (default on)")
     g.add_argument("--refine_landmarks", action=argparse.BooleanOptionalAction, default=True,
                    help="track landmarks into neighbouring frames and triangulate (fallback: ray casting)")
     g.add_argument("--debug", action="store_true", help="also write the intermediate clouds")
@@ -88,6 +96,9 @@ def _fit_options(p):
                    help="output in millimetres (default), or --no-metrical for model units")
     g.add_argument("--nipple_to_nipple_dist", type=float, default=None, help="measured nipple distance (mm): "
                                                                               "exact metric scale")
+    g.add_argument("--refit_threshold", type=float, default=0.04,
+                   help="--pruning fit: keep points within this of the first fitted surface for the refit "
+                        "(model units, 0.04 = about 12 mm)")
     g.add_argument("--iterations", type=int, default=1000, help="fit iterations (1000)")
     g.add_argument("--points_per_iteration", type=int, default=1000, help="points per iteration (1000)")
     g.add_argument("--voxel_resolution", type=int, default=256, help="marching-cubes grid (256)")
@@ -160,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--landmarks", type=Path, default=None, help="landmark file (see align)")
     src.add_argument("--pick", action="store_true", help="pick the landmarks in a window on the frontal frame")
     p.add_argument("--force", action="store_true", help="redo every step")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 3 when the result fails its self-check (default: a loud warning in the "
+                        "terminal and report.json, exit 0)")
     _frame_options(p)
     _sfm_options(p)
     _align_options(p)
@@ -172,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth-video", help="render a synthetic phone video of a generator torso, with ground truth")
     p.add_argument("--output_dir", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--torso_index", type=int, default=0, help="which generator torso of the seed (0)")
+    p.add_argument("--torso_index", type=int, default=0, help="which torso of the seed (0)")
+    p.add_argument("--source", choices=("generator", "anny"), default="generator",
+                   help="anatomy source of the torso: our generator (default) or an Anny body (pip install anny)")
+    p.add_argument("--whole_body", action="store_true",
+                   help="with --source anny: render the whole body (head, arms, legs), not only the cut torso")
     p.add_argument("--width", type=int, default=1920)
     p.add_argument("--height", type=int, default=1080)
     p.add_argument("--portrait", action="store_true", help="portrait (swap width and height)")
@@ -240,8 +258,7 @@ def _sfm(args, out: Path, progress: Progress) -> dict:
     rep = S.write_outputs(out, result, n)
     if not rep["valid"]:
         msg = "SfM result looks wrong: " + "; ".join(rep["problems"])
-        progress.log("warning: " + msg)
-        print("warning: " + msg, file=sys.stderr)
+        progress.warn(msg)
     P.mark_done(out, "sfm", key, ["cameras.json", "points.ply", "sfm_report.json"], rep)
     return rep
 
@@ -260,14 +277,15 @@ def _dense(args, out: Path, progress: Progress) -> dict:
 
 
 def _align(args, out: Path, progress: Progress, lm_path: Path, model) -> dict:
-    from .align import align_and_prune, landmarks_to_3d
+    from .align import align_and_prune, landmark_evidence, landmarks_to_3d, robust_landmark_weights
     from .landmarks2d import check_inside, overlay, read_landmarks_2d, save_rgb
     import cv2
     lm = read_landmarks_2d(lm_path)
     up = [P.step_key(out, "sfm")] + ([P.step_key(out, "dense")] if (out / ".steps" / "dense.json").exists()
                                      and getattr(args, "dense", True) else [])
+    threshold = pruning_threshold(args)
     key = P.stamp_of("align", {"up": up, "lm": P.file_key(lm_path), "frame": args.landmark_frame,
-                               "thr": args.pruning_dist_threshold, "refine": args.refine_landmarks,
+                               "thr": threshold, "refine": args.refine_landmarks, "robust": args.robust_landmarks,
                                "model": model.describe().get("source", ""), "debug": args.debug})
     if not getattr(args, "force", False) and P.is_done(out, "align", key):
         return {"skipped": True, **P.step_report(out, "align")}
@@ -279,7 +297,10 @@ def _align(args, out: Path, progress: Progress, lm_path: Path, model) -> dict:
     with progress.stage("align", total=3) as update:
         lms3, methods, info = landmarks_to_3d(scene, out / "images", ref, pixels, args.refine_landmarks)
         update(1, "landmarks in 3D")
-        res = align_and_prune(model, scene, lms3, args.pruning_dist_threshold)
+        evidence, why = landmark_evidence(methods, info["per_landmark"])
+        weights, loo = robust_landmark_weights(lms3, model.average_anchors, evidence) if args.robust_landmarks \
+            else (np.ones(6), {})
+        res = align_and_prune(model, scene, lms3, threshold, weights)
         update(2, "aligned and pruned")
         P.write_points_ply(out / "landmarks_3d.ply", lms3)
         P.write_points_ply(out / "aligned_landmarks_3d.ply", res.aligned_landmarks)
@@ -292,7 +313,16 @@ def _align(args, out: Path, progress: Progress, lm_path: Path, model) -> dict:
         reproj = cam.project(lms3)[0]
         save_rgb(out / "landmarks_overlay.png", overlay(img, pixels, extra=reproj))
         update(3)
+    from BreastShapeModelLib.landmarks import LANDMARK_NAMES
+    doubtful = [{"landmark": LANDMARK_NAMES[i], "weight": round(float(weights[i]), 3), "evidence": why[i],
+                 "leave_one_out_mm": round(loo.get("loo_residual", [0] * 6)[i] * model.mm_per_unit, 1)}
+                for i in range(6) if weights[i] < 0.5]
+    for d in doubtful:
+        progress.warn(f"landmark '{d['landmark']}' down-weighted to {d['weight']} ({d['evidence']}; "
+                      f"{d['leave_one_out_mm']:.0f} mm from where the other five put it)")
     rep = {"landmark_frame": cam.name, "methods": methods, "landmarks": info["per_landmark"], **res.counts,
+           "landmark_weights": weights.round(4).tolist(), "landmark_evidence": why, "down_weighted": doubtful,
+           **loo,
            "sfm_to_model": res.to_model.matrix().tolist(), "reprojection_px": np.linalg.norm(reproj - pixels, axis=1).round(3).tolist()}
     atomic_write_text(out / "align_report.json", json.dumps(rep, indent=1))
     P.mark_done(out, "align", key, ["aligned_pt_pruned.ply", "aligned_landmarks_3d.ply", "landmarks_3d.ply",
@@ -309,8 +339,18 @@ def video_latent_weight(model) -> float:
     return OURS_VIDEO_LATENT_WEIGHT if model.provenance else OFFICIAL_VIDEO_LATENT_WEIGHT
 
 
+def pruning_threshold(args) -> float:
+    """Mean-surface pruning threshold: loose before fit-driven pruning, the method's 0.2 otherwise."""
+    if args.pruning_dist_threshold is not None:
+        if args.pruning_dist_threshold <= 0:
+            raise UserError(f"--pruning_dist_threshold must be positive, got {args.pruning_dist_threshold}")
+        return args.pruning_dist_threshold
+    return 0.35 if args.pruning == "fit" else P.METHOD_PRUNING
+
+
 def _fit(args, out: Path, progress: Progress, model) -> dict:
     from BreastShapeModelLib.fitting import FitSettings
+    from BreastShapeModelLib.reconstruct import RefineSettings
     if args.iterations < 1 or args.points_per_iteration < 1:
         raise UserError("--iterations and --points_per_iteration must be at least 1")
     if args.latent_weight is not None and args.latent_weight < 0:
@@ -322,12 +362,19 @@ def _fit(args, out: Path, progress: Progress, model) -> dict:
     metrical = args.metrical or args.nipple_to_nipple_dist is not None
     settings = FitSettings(iterations=args.iterations, points_per_iteration=args.points_per_iteration,
                            latent_weight=video_latent_weight(model) if args.latent_weight is None else args.latent_weight, anchor_weight=max(args.anchor_weight, 0.0), seed=args.seed)
+    if args.refit_threshold <= 0:
+        raise UserError(f"--refit_threshold must be positive, got {args.refit_threshold}")
+    refine = RefineSettings(threshold=args.refit_threshold) if getattr(args, "pruning", "fit") == "fit" else None
     key = P.stamp_of("fit", {"up": P.step_key(out, "align"), "s": vars(settings), "m": metrical,
                              "n2n": args.nipple_to_nipple_dist, "res": args.voxel_resolution,
+                             "refine": vars(refine) if refine else None,
                              "model": model.describe().get("source", "")})
     if not getattr(args, "force", False) and P.is_done(out, "fit", key):
         return {"skipped": True, **P.step_report(out, "fit")}
-    rep = P.fit(out, model, settings, args.voxel_resolution, metrical, args.nipple_to_nipple_dist, progress)
+    rep = P.fit(out, model, settings, args.voxel_resolution, metrical, args.nipple_to_nipple_dist, progress,
+                refine=refine)
+    for w in rep.get("warnings", []):
+        progress.warn(w)
     rep_small = {k: v for k, v in rep.items() if k not in ("loss", "output_from_sfm")}
     P.mark_done(out, "fit", key, ["reconstruction.ply", "fit_report.json"], rep_small)
     return rep_small
@@ -460,6 +507,8 @@ def cmd_run(args, progress):
         "cloud_points_kept": steps["align"].get("kept_points"), "residuals": fit.get("residuals"),
         "scale_mm_per_unit": fit.get("scale_mm_per_unit"), "scale_source": fit.get("scale_source"),
         "units": fit.get("units"), "measurements": fit.get("measurements"), "steps": steps,
+        "self_check": fit.get("self_check"), "warnings": fit.get("warnings", []),
+        "landmark_weights": steps["align"].get("landmark_weights"), "down_weighted": steps["align"].get("down_weighted"),
         "outputs": {"mesh": str(out / "reconstruction.ply"), "overview": str(ov),
                     "colored": str(out / "reconstruction_colored.ply") if args.colorize else None},
     }
@@ -468,6 +517,12 @@ def cmd_run(args, progress):
     progress.log(f"done in {report['total_seconds']:.0f} s: {out / 'reconstruction.ply'} ({fit.get('units')}); "
                  f"residual mean {r.get('mean_mm', float('nan')):.2f} mm; scale from {fit.get('scale_source')}")
     progress.result(files=[str(out / "reconstruction.ply"), str(out / "report.json"), str(ov)])
+    check = fit.get("self_check") or {}
+    if not check.get("passed", True):
+        if fit.get("skipped"):                     # a resumed run repeats the warning the fit gave
+            progress.warn("SELF-CHECK FAILED, the surface may be wrong: " + "; ".join(check.get("problems", [])))
+        if args.strict:
+            return 3
     return 0
 
 
@@ -475,7 +530,8 @@ def cmd_synth_video(args, progress):
     from .synth_video import VideoSettings, synth_video
     s = VideoSettings(seed=args.seed, width=args.width, height=args.height, portrait=args.portrait, fps=args.fps,
                       duration=args.duration, arc_deg=args.arc, distance_mm=args.distance,
-                      motion_blur=args.motion_blur, codec=args.codec, crf=args.crf, landmark_noise_px=args.landmark_noise)
+                      motion_blur=args.motion_blur, codec=args.codec, crf=args.crf, landmark_noise_px=args.landmark_noise,
+                      source=args.source, whole_body=args.whole_body)
     if args.duration * args.fps < 2:
         raise UserError("--duration x --fps must give at least 2 frames")
     with progress.stage("render", total=max(2, int(round(args.duration * args.fps))), unit="frame") as update:

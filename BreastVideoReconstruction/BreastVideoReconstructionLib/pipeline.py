@@ -115,32 +115,50 @@ def landmark_pixels_in_frame(out_dir: Path, lm: Landmarks2D) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- fit + colour
+METHOD_PRUNING = 0.2            # the method's rule: points within 0.2 model units of the mean surface
+
+
 def fit(out_dir: Path, model, settings, resolution: int, metrical: bool, nipple_mm: float | None,
-        progress=None, meshing: str = "narrow_band") -> dict:
-    """Fit the model to the aligned, pruned cloud; writes reconstruction.ply, anchors, code, fit_report.json."""
+        progress=None, meshing: str = "narrow_band", refine=None) -> dict:
+    """Fit the model to the aligned cloud; writes reconstruction.ply, anchors, code, fit_report.json.
+
+    With `refine` (fit-driven pruning), the loosely pruned cloud is fitted, pruned again from the fitted surface
+    and refitted. Every result is self-checked; when the check fails, the method's mean-surface pruning is tried
+    as well and the better-checked result kept, with a loud warning if none passes."""
     from BreastShapeModelLib.reconstruct import reconstruct
+    from .align import mean_surface_distance
     out_dir = Path(out_dir)
     pts, _ = read_points_ply(out_dir / "aligned_pt_pruned.ply")
     lms, _ = read_points_ply(out_dir / "aligned_landmarks_3d.ply")
-    stage = progress.stage if progress else None
+    align = json.loads((out_dir / "align_report.json").read_text(encoding="utf-8"))
+    weights = np.asarray(align.get("landmark_weights", [1.0] * 6), float)
     t0 = time.perf_counter()
-    if stage:
-        with stage("fit", total=settings.iterations, unit="it") as update:
-            rec = reconstruct(model, pts, lms, settings, resolution, metrical, nipple_mm,
-                              lambda it, loss: (it % 10 == 0) and update(it, f"loss {loss:.5f}"), meshing=meshing)
-    else:
-        rec = reconstruct(model, pts, lms, settings, resolution, metrical, nipple_mm, meshing=meshing)
-    if metrical and nipple_mm is not None:
-        # the measured distance is between the physical nipples, which the (triangulated) landmarks mark more
-        # closely than the model's fitted anchors do: take the scale from the landmarks
-        model_lms = rec.to_model.apply(lms)
-        factor = nipple_mm / float(np.linalg.norm(model_lms[2] - model_lms[3])) / rec.scale_mm_per_unit
-        rec.mesh.vertices = np.asarray(rec.mesh.vertices) * factor
-        rec.anchors = rec.anchors * factor
-        rec.support = rec.support * factor
-        rec.residuals = {k: (v * factor if isinstance(v, float) else v) for k, v in rec.residuals.items()}
-        rec.scale_mm_per_unit *= factor
-        rec.scale_source = "nipple_to_nipple (landmarks)"
+    attempts = [("fit-driven pruning" if refine else "as aligned", pts, refine)]
+    if refine:
+        near_mean = mean_surface_distance(model, pts) <= METHOD_PRUNING
+        if near_mean.sum() >= 100:
+            attempts.append(("the method's mean-surface pruning", pts[near_mean], None))
+    tried = []
+    for k, (name, cloud, ref) in enumerate(attempts):
+        total = settings.iterations + (ref.rounds * ref.iterations if ref else 0)
+        label = "fit" if k == 0 else "refit"
+        if progress:
+            with progress.stage(label, total=total, unit="it") as update:
+                rec = reconstruct(model, cloud, lms, settings, resolution, metrical, nipple_mm,
+                                  lambda it, loss: (it % 10 == 0) and update(it, f"loss {loss:.5f}"), meshing=meshing,
+                                  landmark_weights=weights, refine=ref)
+        else:
+            rec = reconstruct(model, cloud, lms, settings, resolution, metrical, nipple_mm, meshing=meshing,
+                              landmark_weights=weights, refine=ref)
+        tried.append((name, rec))
+        if rec.self_check["passed"]:
+            break
+        if progress and k + 1 < len(attempts):
+            progress.log(f"self-check failed with {name} ({'; '.join(rec.self_check['problems'])}); trying "
+                         f"{attempts[k + 1][0]}")
+    name, rec = min(tried, key=lambda t: (len(t[1].self_check["problems"]), -t[1].self_check["metrics"]["coverage"]))
+    if not rec.self_check["passed"]:
+        rec.warnings.append("SELF-CHECK FAILED, the surface may be wrong: " + "; ".join(rec.self_check["problems"]))
     mesh = rec.mesh
     mesh.vertex_attributes["support"] = rec.support.astype(np.float32)
     with atomic_path(out_dir / "reconstruction.ply") as tmp:
@@ -159,7 +177,11 @@ def fit(out_dir: Path, model, settings, resolution: int, metrical: bool, nipple_
     out_from_sfm = out_from_aligned @ sfm_to_model
     landmarks_out = lms @ out_from_aligned[:3, :3].T + out_from_aligned[:3, 3]
     report = {"output_frame": rec.output_frame, "units": units, "scale_mm_per_unit": rec.scale_mm_per_unit,
-              "scale_source": rec.scale_source, "fit_seconds": round(rec.fit_seconds, 2),
+              "scale_source": rec.scale_source, "scale_check": rec.scale_check, "warnings": rec.warnings,
+              "self_check": rec.self_check, "pruning": name,
+              "attempts": [{"pruning": n, "passed": r.self_check["passed"], "problems": r.self_check["problems"]}
+                           for n, r in tried],
+              "fit_seconds": round(rec.fit_seconds, 2),
               "total_seconds": round(time.perf_counter() - t0, 2), "residuals": rec.residuals,
               "support_mean": float(rec.support.mean()), "settings": vars(settings), "voxel_resolution": resolution,
               "vertices": len(mesh.vertices), "watertight": bool(mesh.is_watertight),

@@ -41,6 +41,8 @@ class VideoSettings:
     crf: int = 20
     landmark_noise_px: float = 0.0
     torso_spacing_mm: float = 2.0
+    source: str = "generator"             # anatomy source: generator or anny
+    whole_body: bool = False              # anny: render the whole body (arms, head, legs); truth stays the torso
 
 
 # ----------------------------------------------------------------------------------------------- textures
@@ -348,14 +350,19 @@ def synth_video(output_dir: Path, settings: VideoSettings, torso_index: int = 0,
     output_dir = Path(output_dir)
     truth_dir = output_dir / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
-    torso = synth.generate(torso_index, settings.seed, settings.torso_spacing_mm)
+    if settings.source not in ("generator", "anny"):
+        raise UserError(f"unknown anatomy source {settings.source!r} (generator or anny)")
+    if settings.whole_body and settings.source != "anny":
+        raise UserError("--whole_body needs --source anny (the generator makes torsos only)")
+    torso = synth.generate(torso_index, settings.seed, settings.torso_spacing_mm, source=settings.source)
     mesh, lms = torso.mesh, torso.landmarks
+    shown = torso.full_body if settings.whole_body else mesh
     width, height = (settings.height, settings.width) if settings.portrait else (settings.width, settings.height)
     if width % 2 or height % 2 or min(width, height) < 64:
         raise UserError(f"video size must be even and at least 64 px, got {width}x{height}")
     target = np.array([0.0, lms[2:4, 1].mean() + 30, mesh.vertices[:, 2].min() * 0.3])
     cams, traj = trajectory(rng, settings, target, width, height)
-    renderer = Renderer(mesh, lms, width, height, rng)
+    renderer = Renderer(shown, lms, width, height, rng)
     blur = max(1, int(settings.motion_blur))
     pix = np.zeros((len(cams), 6, 2))
     vis = np.zeros((len(cams), 6), bool)

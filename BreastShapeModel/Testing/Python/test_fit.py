@@ -92,10 +92,13 @@ def test_reconstruct_cli_outputs_and_metric_scale(geo_model, geo_ckpt, cli, tmp_
     assert any(e["type"] == "progress" and e["stage"] == "fit" for e in events)
     assert events[-1]["type"] == "result"
     rec = trimesh.load(out / "reconstruction.ply")
-    anchors_out = np.loadtxt(out / "reconstruction_anchors.csv", delimiter=",")
-    assert np.linalg.norm(anchors_out[2] - anchors_out[3]) == pytest.approx(200, rel=1e-6)
     report = json.loads((out / "fit_report.json").read_text())
-    assert report["scale_source"] == "nipple_to_nipple" and len(report["loss"]) == 60
+    # the given nipple landmarks end up exactly the measured distance apart in the metric output
+    M = np.asarray(report["input_to_model"])
+    lm_model = (anchors * 100) @ M[:3, :3].T + M[:3, 3]
+    assert report["scale_mm_per_unit"] * np.linalg.norm(lm_model[2] - lm_model[3]) == pytest.approx(200, rel=1e-6)
+    assert report["scale_source"] == "nipple_to_nipple (landmarks)" and len(report["loss"]) == 60
+    assert report["scale_check"]["from_anchors"] > 0 and "disagreement_pct" in report["scale_check"]
     assert {"mean", "median", "p95", "mean_mm"} <= set(report["residuals"])
     assert len(rec.vertices) > 100
     assert "property float support" in (out / "reconstruction.ply").read_bytes()[:600].decode("latin-1")

@@ -351,3 +351,59 @@ def test_bilinear_sampling_of_many_points():
     col = sample_bilinear(img, uv).astype(float)
     assert col.shape == (70000, 3)
     assert np.abs(col[:, 0] - uv[:, 0]).max() < 1.0 and np.abs(col[:, 1] - uv[:, 1]).max() < 1.0
+
+
+def test_one_far_landmark_is_down_weighted_and_the_surface_holds(result, video, tmp_path, cli):
+    """A right coracoid clicked 45 px off (about 65 mm here) must not rotate or scale the cloud away: it is
+    down-weighted, named in the report, and the surface stays close to the clean run's."""
+    from BreastVideoReconstructionLib.evaluate import evaluate
+    out = tmp_path / "out"
+    shutil.copytree(result["out"], out)
+    lm = json.loads((video / "landmarks.json").read_text())
+    lm["points"][5] = [lm["points"][5][0] - 45.0, lm["points"][5][1] + 10.0]
+    bad = tmp_path / "landmarks_bad.json"
+    bad.write_text(json.dumps(lm))
+    r = cli(MOD, "run", video / "video.mp4", "--landmarks", bad, "--output_dir", out, "--num_frames", 24,
+            "--nipple_to_nipple_dist", round(result["nipple"], 2), *FAST_FIT, "--progress", "none")
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert {"frames", "sfm"} <= set(report["skipped"]) and "align" not in report["skipped"]
+    assert [d["landmark"] for d in report["down_weighted"]] == ["right coracoid process"], report["down_weighted"]
+    assert "right coracoid process" in r.stderr and "down-weighted" in r.stderr
+    clean = evaluate(result["out"], video / "truth")["surface_error_mm"]["mean"]
+    moved = evaluate(out, video / "truth")["surface_error_mm"]["mean"]
+    assert moved < 2.5 and moved < clean + 0.75, (clean, moved)
+    assert report["self_check"]["passed"], report["self_check"]
+
+
+def test_self_check_fires_on_a_wrong_alignment(result, tmp_path, cli):
+    """The aligned cloud turned 25 degrees (what a bad alignment does): the fit must not end quietly."""
+    from BreastVideoReconstructionLib.cameras import read_points_ply, write_points_ply
+    out = tmp_path / "out"
+    shutil.copytree(result["out"], out)
+    pts, cols = read_points_ply(out / "aligned_pt_pruned.ply")
+    a = np.radians(25)
+    R = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    write_points_ply(out / "aligned_pt_pruned.ply", (pts - pts.mean(0)) @ R.T + pts.mean(0), cols)
+    r = cli(MOD, "fit", out, *FAST_FIT, "--anchor_weight", "1.0", "--progress", "none")
+    assert r.returncode == 0 and "SELF-CHECK FAILED" in r.stderr, r.stderr[-2000:]
+    rep = json.loads((out / "fit_report.json").read_text())
+    assert not rep["self_check"]["passed"] and len(rep["attempts"]) == 2, rep["attempts"]
+
+
+def test_robust_landmark_weights_find_the_outlier():
+    from BreastShapeModelLib.shape_model import ShapeModel
+    from BreastVideoReconstructionLib.align import landmark_evidence, robust_landmark_weights
+    anchors = ShapeModel.load().average_anchors
+    rng = np.random.default_rng(0)
+    lms = anchors * 310.0 + rng.normal(0, 3.0, (6, 3)) + [40, -20, 700]      # an SfM frame of its own
+    w, info = robust_landmark_weights(lms, anchors, np.ones(6))
+    assert np.all(w == 1.0), info                                             # anatomy-sized noise: all kept
+    moved = lms.copy()
+    moved[4] += [0, 45.0, 30.0]                                              # left coracoid 54 mm off
+    w, info = robust_landmark_weights(moved, anchors, np.ones(6))
+    assert w[4] < 0.5 and np.all(w[[0, 1, 2, 3, 5]] == 1.0), (w, info)
+    ev, why = landmark_evidence(["track", "sweep", "ray", "track", "depth", "track"],
+                                [{"views": 7, "reprojection_px": 0.6}, {"sweep_score": 0.7}, {}, {"views": 3,
+                                 "reprojection_px": 1.9}, {}, {"views": 9, "reprojection_px": 0.4}])
+    assert ev.tolist() == [1.0, 0.5, 0.3, 0.5, 1.0, 1.0] and "tracking failed" in why[1]
