@@ -277,7 +277,7 @@ def _dense(args, out: Path, progress: Progress) -> dict:
 
 
 def _align(args, out: Path, progress: Progress, lm_path: Path, model) -> dict:
-    from .align import align_and_prune, landmark_evidence, landmarks_to_3d, robust_landmark_weights
+    from .align import LOO_TOLERANCE, align_and_prune, landmark_evidence, landmarks_to_3d, robust_landmark_weights
     from .landmarks2d import check_inside, overlay, read_landmarks_2d, save_rgb
     import cv2
     lm = read_landmarks_2d(lm_path)
@@ -314,12 +314,16 @@ def _align(args, out: Path, progress: Progress, lm_path: Path, model) -> dict:
         save_rgb(out / "landmarks_overlay.png", overlay(img, pixels, extra=reproj))
         update(3)
     from BreastShapeModelLib.landmarks import LANDMARK_NAMES
-    doubtful = [{"landmark": LANDMARK_NAMES[i], "weight": round(float(weights[i]), 3), "evidence": why[i],
-                 "leave_one_out_mm": round(loo.get("loo_residual", [0] * 6)[i] * model.mm_per_unit, 1)}
-                for i in range(6) if weights[i] < 0.5]
-    for d in doubtful:
-        progress.warn(f"landmark '{d['landmark']}' down-weighted to {d['weight']} ({d['evidence']}; "
-                      f"{d['leave_one_out_mm']:.0f} mm from where the other five put it)")
+    loo_mm = np.asarray(loo.get("loo_residual", [0.0] * 6)) * model.mm_per_unit
+    doubtful = []
+    for i in np.flatnonzero(weights < 0.5):
+        inconsistent = loo_mm[i] > LOO_TOLERANCE[i] * model.mm_per_unit
+        reason = (f"{loo_mm[i]:.0f} mm from where the other five put it" if inconsistent else "weak evidence") + \
+            f"; found by {why[i]}"
+        doubtful.append({"landmark": LANDMARK_NAMES[i], "weight": round(float(weights[i]), 3),
+                         "inconsistent": bool(inconsistent), "reason": reason,
+                         "leave_one_out_mm": round(float(loo_mm[i]), 1)})
+        progress.warn(f"landmark '{LANDMARK_NAMES[i]}' down-weighted to {weights[i]:.2f}: {reason}")
     rep = {"landmark_frame": cam.name, "methods": methods, "landmarks": info["per_landmark"], **res.counts,
            "landmark_weights": weights.round(4).tolist(), "landmark_evidence": why, "down_weighted": doubtful,
            **loo,
