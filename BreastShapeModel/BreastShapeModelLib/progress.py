@@ -58,7 +58,7 @@ class Progress:
         if self.mode == "bar":
             from tqdm import tqdm
             bar = tqdm(total=total, desc=name, unit=unit, file=self._out(), leave=True,
-                       bar_format="{l_bar}{bar}| {n:.3g}/{total:.3g} [{elapsed}<{remaining}]")
+                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
 
             def update(done: float, message: str = ""):
                 if message:

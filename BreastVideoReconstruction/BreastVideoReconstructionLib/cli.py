@@ -286,7 +286,7 @@ def _align(args, out: Path, progress: Progress, lm_path: Path, model) -> dict:
     threshold = pruning_threshold(args)
     key = P.stamp_of("align", {"up": up, "lm": P.file_key(lm_path), "frame": args.landmark_frame,
                                "thr": threshold, "refine": args.refine_landmarks, "robust": args.robust_landmarks,
-                               "model": model.describe().get("source", ""), "debug": args.debug})
+                               "model": model_key(model), "debug": args.debug})
     if not getattr(args, "force", False) and P.is_done(out, "align", key):
         return {"skipped": True, **P.step_report(out, "align")}
     scene = P.load_scene(out, dense=getattr(args, "dense", True))
@@ -334,6 +334,12 @@ def _align(args, out: Path, progress: Progress, lm_path: Path, model) -> dict:
     return rep
 
 
+def model_key(model) -> str:
+    """The model's identity in step stamps: its file (path, size, time), so a replaced checkpoint redoes the steps."""
+    src = Path(str(model.source))
+    return P.file_key(src) if src.is_file() else str(model.source)
+
+
 OFFICIAL_VIDEO_LATENT_WEIGHT = 0.1      # the method's video setting, for the official model
 OURS_VIDEO_LATENT_WEIGHT = 0.02         # calibrated on synthetic videos (bench/video_pipeline.py) for our models
 
@@ -372,7 +378,7 @@ def _fit(args, out: Path, progress: Progress, model) -> dict:
     key = P.stamp_of("fit", {"up": P.step_key(out, "align"), "s": vars(settings), "m": metrical,
                              "n2n": args.nipple_to_nipple_dist, "res": args.voxel_resolution,
                              "refine": vars(refine) if refine else None,
-                             "model": model.describe().get("source", "")})
+                             "model": model_key(model)})
     if not getattr(args, "force", False) and P.is_done(out, "fit", key):
         return {"skipped": True, **P.step_report(out, "fit")}
     rep = P.fit(out, model, settings, args.voxel_resolution, metrical, args.nipple_to_nipple_dist, progress,

@@ -97,6 +97,11 @@ class VideoJob:
                  f"{(r.get('residuals') or {}).get('mean_mm', float('nan')):.2f} mm."]
         if not r.get("sfm_valid", True):
             lines.append("Warning, the camera reconstruction looks wrong: " + "; ".join(r.get("sfm_problems") or []))
+        check = r.get("self_check") or {}
+        if check and not check.get("passed", True):
+            lines.append("WARNING, SELF-CHECK FAILED, the surface may be wrong: " + "; ".join(check.get("problems") or []))
+        for d in r.get("down_weighted") or []:
+            lines.append(f"Landmark '{d['landmark']}' down-weighted to {d['weight']}: {d['reason']}")
         lines += [f"{k.replace('_', ' ')}: {v:.1f} {units}" for k, v in m.items() if k != "units"]
         return "\n".join(lines)
 
