@@ -14,6 +14,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from BreastShapeModelLib.errors import UserError
 from BreastShapeModelLib.module_logic import (FitJob, FitRequest, ModelChoice, SampleRequest, ShapeJob,
                                               missing_packages, place_landmarks_node)
+from BreastShapeModelLib.options import ScanOptions
 
 
 class BreastShapeModel(ScriptedLoadableModule):
@@ -136,10 +137,12 @@ class BreastShapeModelWidget(ScriptedLoadableModuleWidget):
             slicer.util.errorDisplay("Choose an input model or a point-cloud file.")
             return
         nipples = self.ui.nippleDistanceSpinBox.value
-        request = FitRequest(self.modelChoice(), input_path=path, latent_weight=self.ui.latentWeightSpinBox.value,
-                             anchor_weight=self.ui.anchorWeightSpinBox.value, iterations=self.ui.iterationsSpinBox.value,
-                             resolution=self.ui.fitResolutionSpinBox.value, metrical=self.ui.fitMetricalCheckBox.checked,
-                             nipple_to_nipple_mm=nipples if nipples > 0 else None)
+        options = ScanOptions(latent_weight=self.ui.latentWeightSpinBox.value,
+                              anchor_weight=self.ui.anchorWeightSpinBox.value, iterations=self.ui.iterationsSpinBox.value,
+                              voxel_resolution=self.ui.fitResolutionSpinBox.value,
+                              metrical=self.ui.fitMetricalCheckBox.checked,
+                              nipple_to_nipple_dist=nipples if nipples > 0 else None)
+        request = FitRequest(self.modelChoice(), input_path=path, options=options)
         self.startJob(lambda: self.logic.startFit(request, input_node, self.ui.landmarksSelector.currentNode()))
 
     def startJob(self, make_job):
@@ -213,7 +216,7 @@ class BreastShapeModelTest(ScriptedLoadableModuleTest):
 
     def test_mean_shape_job(self):
         self.delayDisplay("Meshing the mean shape in a background job")
-        job = BreastShapeModelLogic().start(SampleRequest(ModelChoice(), resolution=64, mean=True, device="cpu"))
+        job = BreastShapeModelLogic().start(SampleRequest(ModelChoice(device="cpu"), resolution=64, mean=True))
         try:
             code = job.job.wait(timeout=300)
             self.assertEqual(code, 0, job.job.error_message())
@@ -229,7 +232,7 @@ class BreastShapeModelTest(ScriptedLoadableModuleTest):
     def test_fit_job(self):
         """Fit the bundled model to its own mean shape with landmarks placed as markups, as a user would."""
         self.delayDisplay("Fitting a scan with six landmarks in a background job")
-        sample = BreastShapeModelLogic().start(SampleRequest(ModelChoice(), resolution=64, mean=True, device="cpu"))
+        sample = BreastShapeModelLogic().start(SampleRequest(ModelChoice(device="cpu"), resolution=64, mean=True))
         try:
             self.assertEqual(sample.job.wait(timeout=300), 0, sample.job.error_message())
             scan, anchors = sample.load_results(slicer.mrmlScene)
@@ -240,7 +243,8 @@ class BreastShapeModelTest(ScriptedLoadableModuleTest):
             p = [0.0, 0.0, 0.0]
             anchors.GetNthControlPointPositionWorld(i, p)
             landmarks.SetNthControlPointPositionWorld(i, p)
-        request = FitRequest(ModelChoice(), input_path="", iterations=100, resolution=64, device="cpu")
+        request = FitRequest(ModelChoice(device="cpu"), input_path="",
+                             options=ScanOptions(iterations=100, voxel_resolution=64))
         job = BreastShapeModelLogic().startFit(request, scan, landmarks)
         try:
             self.assertEqual(job.job.wait(timeout=600), 0, job.job.error_message())

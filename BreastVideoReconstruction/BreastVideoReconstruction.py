@@ -12,6 +12,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from BreastShapeModelLib.errors import UserError
 from BreastShapeModelLib.module_logic import ModelChoice
 from BreastVideoReconstructionLib.module_logic import VideoJob, VideoRequest, missing_video_packages
+from BreastVideoReconstructionLib.options import VideoOptions
 
 
 class BreastVideoReconstruction(ScriptedLoadableModule):
@@ -70,12 +71,16 @@ class BreastVideoReconstructionWidget(ScriptedLoadableModuleWidget):
                 return
             slicer.util.pip_install(" ".join(missing))
         nipples = self.ui.nippleDistanceSpinBox.value
+        options = VideoOptions()
+        options.frames.num_frames = self.ui.framesSpinBox.value
+        options.fit.nipple_to_nipple_dist = nipples if nipples > 0 else None
+        options.fit.iterations = self.ui.iterationsSpinBox.value
+        options.fit.voxel_resolution = self.ui.resolutionSpinBox.value
+        options.colour.colorize = self.ui.colorizeCheckBox.checked
+        options.colour.remove_invisible = self.ui.removeInvisibleCheckBox.checked
+        options.model = ModelChoice(self.ui.checkpointPathLineEdit.currentPath or None)
         request = VideoRequest(self.ui.videoPathLineEdit.currentPath, self.ui.landmarksPathLineEdit.currentPath,
-                               self.ui.outputPathLineEdit.currentPath, nipples if nipples > 0 else None,
-                               self.ui.framesSpinBox.value, self.ui.colorizeCheckBox.checked,
-                               self.ui.removeInvisibleCheckBox.checked, self.ui.iterationsSpinBox.value,
-                               self.ui.resolutionSpinBox.value, self.ui.forceCheckBox.checked,
-                               ModelChoice(self.ui.checkpointPathLineEdit.currentPath or None))
+                               self.ui.outputPathLineEdit.currentPath, options, self.ui.forceCheckBox.checked)
         try:
             self.job = self.logic.start(request)
         except UserError as exc:
@@ -145,8 +150,10 @@ class BreastVideoReconstructionTest(ScriptedLoadableModuleTest):
         subprocess.run([sys.executable, "-m", "BreastVideoReconstructionLib", "synth-video", "--output_dir", str(work),
                         "--seed", "3", "--width", "640", "--height", "360", "--fps", "10", "--duration", "3",
                         "--progress", "none"], check=True)
+        options = VideoOptions()
+        options.frames.num_frames, options.fit.iterations, options.fit.voxel_resolution = 24, 300, 128
         job = self.logic_start(VideoRequest(str(work / "video.mp4"), str(work / "landmarks.json"), str(work / "out"),
-                                            num_frames=24, iterations=300, resolution=128))
+                                            options))
         self.assertEqual(job.job.wait(900), 0)
         nodes = job.load_results(slicer.mrmlScene)
         self.assertGreater(nodes[0].GetPolyData().GetNumberOfPoints(), 1000)

@@ -18,40 +18,28 @@ from .errors import UserError
 from .fileio import atomic_write_text
 from .mesh_io import write_shape
 from .progress import MODES, Progress
-from .shape_model import BUNDLED_MODEL, DEFAULT_CHUNK_SIZE, ShapeModel
+from .options import MeshOptions, ModelOptions, add_options, from_args
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model")
-    g.add_argument("--ckpt", type=Path, default=None,
-                   help=f"checkpoint: an official liRBSM .pth or one of ours (default: the bundled model, "
-                        f"{BUNDLED_MODEL.name})")
-    g.add_argument("--config", type=Path, default=None,
-                   help="model config YAML in the official layout (default: embedded in our checkpoints; the "
-                        "official local_ensembled_deep_sdf_576 for official checkpoints)")
-    g.add_argument("--anchors", type=Path, default=None,
-                   help="average anchors (.pt as in the official artifacts/, .npy, or .txt/.csv with 6 rows x y z; "
-                        "default: embedded, or the official average anchors)")
-    g.add_argument("--device", default="auto",
-                   help="cpu, cuda, cuda:N, mps or auto (default: cuda if available, else mps, else cpu)")
+    add_options(p, ModelOptions, "model")
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output_dir", type=Path, default=Path("."), help="where to write the results (default: .)")
+    p.add_argument("--progress", choices=MODES, default="bar",
+                   help="bar (terminal), json (one JSON event per line on stdout, for Slicer) or none")
 
 
 def _mesh_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("meshing")
-    g.add_argument("--voxel_resolution", type=int, default=256, help="marching-cubes grid size per axis (256)")
-    g.add_argument("--chunk_size", type=int, default=DEFAULT_CHUNK_SIZE,
-                   help=f"points per SDF evaluation call ({DEFAULT_CHUNK_SIZE})")
-    g.add_argument("--meshing", choices=("narrow_band", "dense"), default="narrow_band",
-                   help="narrow_band (fast, same surface) or dense (evaluate every grid point, as the reference)")
+    g = add_options(p, MeshOptions, "meshing")
     g.add_argument("--metrical", action="store_true",
                    help="write meshes and anchors in millimetres (model units x the model's mm per unit, "
                         "291.77 for the official model) instead of model units")
-    g.add_argument("--output_dir", type=Path, default=Path("."), help="where to write the results (default: .)")
-    g.add_argument("--progress", choices=MODES, default="bar",
-                   help="bar (terminal), json (one JSON event per line on stdout, for Slicer) or none")
+    _output_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,26 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p)
     p.set_defaults(func=cmd_info)
 
-    from . import cli_data, cli_fit, cli_train
-    cli_fit.add_parser(sub, _model_options, _mesh_options)
+    from . import cli_data, cli_fit, cli_measure, cli_train
+    cli_fit.add_parser(sub, _model_options, _output_options)
+    cli_measure.add_parsers(sub)
     cli_data.add_parsers(sub)
     cli_train.add_parsers(sub)
     return parser
 
 
 # ------------------------------------------------------------------ commands
-def _load(args) -> ShapeModel:
-    return ShapeModel.load(args.ckpt, args.config, args.anchors, args.device)
+def _load(args):
+    return from_args(ModelOptions, args).load()
 
 
 def _check_mesh_args(args) -> None:
-    if not 8 <= args.voxel_resolution <= 1024:
-        raise UserError(f"--voxel_resolution must be between 8 and 1024, got {args.voxel_resolution}")
-    if args.chunk_size < 1:
-        raise UserError(f"--chunk_size must be positive, got {args.chunk_size}")
+    from_args(MeshOptions, args).check()
 
 
-def _mesh_codes(model: ShapeModel, codes: list[np.ndarray], names: list[str], args, progress: Progress,
+def _mesh_codes(model, codes: list[np.ndarray], names: list[str], args, progress: Progress,
                 extra: dict) -> list[str]:
     """Mesh every code and write its files; returns the written paths."""
     units = "mm" if args.metrical else "model"

@@ -88,26 +88,36 @@ def validate_points(points, source: str, allow_degenerate: bool = False) -> np.n
     return arr
 
 
-def anchors_to_mrk_json(points: np.ndarray, name: str = "anchors", units: str = "mm") -> str:
-    """A Slicer markups (point list) JSON document of the six named points.
+def markups_json(points: np.ndarray, kind: str = "Fiducial", labels=None, descriptions=None, units: str = "mm",
+                 name: str = "") -> str:
+    """A Slicer markups JSON document: a point list ("Fiducial"), an open "Curve" or a "ClosedCurve".
 
     Coordinates are written as they are, declared LPS: Slicer reads a PLY without a coordinate-system header
     as LPS too, so markups and meshes written by this package overlay in Slicer.
     """
-    points = validate_points(points, name, allow_degenerate=True)
+    pts = np.asarray(points, float)
+    labels = labels or [""] * len(pts)
+    descriptions = descriptions or [""] * len(pts)
     control_points = [{
-        "id": str(i + 1), "label": label, "description": LANDMARK_KEYS[i], "associatedNodeID": "",
+        "id": str(i + 1), "label": label, "description": desc, "associatedNodeID": "",
         "position": [float(v) for v in p], "orientation": [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0],
         "selected": True, "locked": False, "visibility": True, "positionStatus": "defined",
-    } for i, (label, p) in enumerate(zip(LANDMARK_NAMES, points))]
+    } for i, (label, desc, p) in enumerate(zip(labels, descriptions, pts))]
     doc = {
         "@schema": "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"
                    "Schema/markups-schema-v1.0.3.json#",
-        "markups": [{"type": "Fiducial", "coordinateSystem": "LPS", "coordinateUnits": units, "locked": False,
-                     "fixedNumberOfControlPoints": False, "labelFormat": "%N-%d", "lastUsedControlPointNumber": 6,
-                     "controlPoints": control_points, "measurements": []}],
+        "markups": [{"type": kind, "coordinateSystem": "LPS", "coordinateUnits": units, "locked": False,
+                     "fixedNumberOfControlPoints": False, "labelFormat": "%N-%d",
+                     "lastUsedControlPointNumber": len(pts), "controlPoints": control_points, "measurements": [],
+                     **({"name": name} if name else {})}],
     }
     return json.dumps(doc, indent=2)
+
+
+def anchors_to_mrk_json(points: np.ndarray, name: str = "anchors", units: str = "mm") -> str:
+    """A Slicer point list of the six named landmarks."""
+    points = validate_points(points, name, allow_degenerate=True)
+    return markups_json(points, "Fiducial", list(LANDMARK_NAMES), list(LANDMARK_KEYS), units)
 
 
 def anchors_to_csv(points: np.ndarray) -> str:

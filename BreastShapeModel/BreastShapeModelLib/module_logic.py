@@ -7,52 +7,51 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
 from .jobs import Job, child_env, module_command
 from .landmarks import LANDMARK_NAMES, validate_points, write_landmarks
+from .options import MeshOptions, ModelOptions, ScanOptions, to_args
+from .workspace import Workspace
 from .mrml_io import (add_point_scalar, load_markups_node, load_model_node, markups_positions, new_landmark_node, save_model_node,
                       show_scalar)
 
 
-@dataclass
-class ModelChoice:
-    """Which shape model to use: the bundled one (all None) or a checkpoint with optional config/anchors."""
+def check_model_files(model: ModelOptions) -> None:
+    """A clear message before a job starts when a chosen model file does not exist."""
+    for flag, value in (("ckpt", model.ckpt), ("config", model.config), ("anchors", model.anchors)):
+        if value and not Path(value).is_file():
+            raise UserError(f"{flag} file not found: {value}")
 
-    checkpoint: str | None = None
-    config: str | None = None
-    anchors: str | None = None
 
-    def cli_args(self) -> list[str]:
-        args = []
-        for flag, value in (("--ckpt", self.checkpoint), ("--config", self.config), ("--anchors", self.anchors)):
-            if value:
-                if not Path(value).is_file():
-                    raise UserError(f"{flag.lstrip('-')} file not found: {value}")
-                args += [flag, str(value)]
-        return args
+def model_args(model: ModelOptions) -> list[str]:
+    """The model's command-line flags, its files checked."""
+    check_model_files(model)
+    return to_args(model)
+
+
+ModelChoice = ModelOptions        # the name the modules used: which model (default: the bundled one), on which device
 
 
 @dataclass
 class SampleRequest:
     """A `sample` (or `mean`, with `mean=True`) job."""
 
-    model: ModelChoice
+    model: ModelOptions = field(default_factory=ModelOptions)
     num_samples: int = 1
     seed: int | None = None
-    resolution: int = 256
+    resolution: int = MeshOptions.voxel_resolution
     metrical: bool = True
     mean: bool = False
-    device: str = "auto"
 
     def command(self, output_dir: str | Path, python: str | None = None) -> list[str]:
         args = ["mean"] if self.mean else ["sample", str(self.num_samples)]
         if self.seed is not None and not self.mean:
             args += ["--seed", str(self.seed)]
         args += ["--output_dir", str(output_dir), "--voxel_resolution", str(self.resolution),
-                 "--device", self.device, "--progress", "json", *self.model.cli_args()]
+                 "--progress", "json", *model_args(self.model)]
         if self.metrical:
             args.append("--metrical")
         return module_command("BreastShapeModelLib", *args, python=python)
@@ -114,28 +113,17 @@ def landmarks_from_markups(node) -> "np.ndarray":
 class FitRequest:
     """A `reconstruct` job: input file (or a model node exported to one), landmarks, options."""
 
-    model: ModelChoice
-    input_path: str
+    model: ModelOptions = field(default_factory=ModelOptions)
+    input_path: str = ""
     landmarks_path: str | None = None
-    latent_weight: float = 0.05
-    anchor_weight: float = -1.0          # negative: no anchor term (the reference's default)
-    iterations: int = 1000
-    resolution: int = 256
-    metrical: bool = False
-    nipple_to_nipple_mm: float | None = None
-    device: str = "auto"
+    options: ScanOptions = field(default_factory=ScanOptions)
 
     def command(self, output_dir: str | Path, python: str | None = None) -> list[str]:
-        args = ["reconstruct", str(self.input_path), "--output_dir", str(output_dir),
-                "--latent_weight", str(self.latent_weight), "--anchor_weight", str(self.anchor_weight),
-                "--iterations", str(self.iterations), "--voxel_resolution", str(self.resolution),
-                "--device", self.device, "--progress", "json", *self.model.cli_args()]
+        self.options.check()
+        args = ["reconstruct", str(self.input_path), "--output_dir", str(output_dir), "--progress", "json",
+                *to_args(self.options), *model_args(self.model)]
         if self.landmarks_path:
             args += ["--landmarks", str(self.landmarks_path)]
-        if self.metrical:
-            args.append("--metrical")
-        if self.nipple_to_nipple_mm:
-            args += ["--nipple_to_nipple_dist", str(self.nipple_to_nipple_mm)]
         return module_command("BreastShapeModelLib", *args, python=python)
 
 
@@ -159,14 +147,14 @@ class FitJob:
     def load_results(self, scene, name: str = "Reconstruction") -> list:
         """The fitted surface (coloured by `support`: distance to the nearest input point) and its anchors."""
         result = self.output_dir / "result"
-        if not (result / "fit_report.json").is_file():
+        if not (result / Workspace.FIT_REPORT).is_file():
             raise UserError(f"the fit wrote no results ({self.job.error_message()})")
-        model = load_model_node(scene, result / "reconstruction.ply", name)
+        model = load_model_node(scene, result / Workspace.RECONSTRUCTION, name)
         import numpy as np
-        add_point_scalar(model, "support", np.load(result / "reconstruction_support.npy"))
+        add_point_scalar(model, "support", np.load(result / Workspace.SUPPORT))
         show_scalar(model, "support")
-        anchors = load_markups_node(scene, result / "reconstruction_anchors.mrk.json", name + "_anchors")
-        self.report = json.loads((result / "fit_report.json").read_text(encoding="utf-8"))
+        anchors = load_markups_node(scene, result / (Workspace.ANCHORS + ".mrk.json"), name + "_anchors")
+        self.report = json.loads((result / Workspace.FIT_REPORT).read_text(encoding="utf-8"))
         return [model, anchors]
 
     def cleanup(self) -> None:

@@ -53,6 +53,27 @@ class Progress:
         self.event("result", **fields)
 
     @contextmanager
+    def sequence(self):
+        """Stages one after another, never nested: yields `begin(name, total, unit) -> update`, which closes the
+        stage before it (e.g. the fit's bar ends when meshing starts)."""
+        current = []
+
+        def close():
+            if current:
+                current.pop().__exit__(None, None, None)
+
+        def begin(name: str, total: float = 1.0, unit: str = "it"):
+            close()
+            cm = self.stage(name, total, unit)
+            update = cm.__enter__()
+            current.append(cm)
+            return update
+        try:
+            yield begin
+        finally:
+            close()
+
+    @contextmanager
     def stage(self, name: str, total: float = 1.0, unit: str = "it"):
         """A stage with a bar (or JSON events); yields `update(done, message="")` taking absolute progress."""
         if self.mode == "bar":

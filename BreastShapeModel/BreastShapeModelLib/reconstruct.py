@@ -130,6 +130,26 @@ def reconstruct(model: ShapeModel, points: np.ndarray, landmarks: np.ndarray | N
                           support, check, warnings, checked)
 
 
+def reconstruct_with_progress(progress: Progress | None, label: str, total: int, *args, mesh_stage: bool = True,
+                              **kwargs):
+    """`reconstruct.reconstruct` with a fit bar, then (not nested inside it) a mesh bar."""
+    if progress is None:
+        return reconstruct(*args, **kwargs)
+    with progress.sequence() as begin:
+        fit_update = begin(label, total, "it")
+        state = {}
+
+        def on_iteration(it, loss):
+            if it % 10 == 0 or it == total:
+                fit_update(it, f"loss {loss:.5f}")
+
+        def on_grid(fraction, message):
+            if "mesh" not in state:
+                state["mesh"] = begin("mesh", 100, "%")
+            state["mesh"](round(100 * fraction), message)
+        return reconstruct(*args, on_iteration=on_iteration, on_grid=on_grid if mesh_stage else None, **kwargs)
+
+
 def metric_scale(model: ShapeModel, anchors: np.ndarray, landmarks: np.ndarray | None,
                  nipple_to_nipple_mm: float | None, landmark_weights=None) -> tuple[float, str, dict, list[str]]:
     """Millimetres per model unit -> (scale, source, both candidate scales, warnings).

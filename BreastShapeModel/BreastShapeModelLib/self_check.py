@@ -23,6 +23,8 @@ MAX_BREAST_P95_MM = 10.0
 MAX_NIPPLE_GAP_MM = 12.0
 
 
+SELF_CHECK_FAILED = "SELF-CHECK FAILED, the surface may be wrong: "     # how every failed check is announced
+
 def self_check(mesh, points: np.ndarray, landmarks: np.ndarray | None, mm_per_unit: float = 1.0,
                model_frame_x: np.ndarray | None = None) -> dict:
     """-> {"passed": bool, "problems": [...], "metrics": {...}} for a surface `mesh` fitted to `points`

@@ -15,10 +15,10 @@ from .fast_eval import FoldedSDF, evaluate_chunked
 from .landmarks import OFFICIAL_AVERAGE_ANCHORS, load_anchor_array
 from .meshing import GridResult, dense_volume, extract_mesh, narrow_band_volume
 from .network import LocalEnsembleSDF
+from .options import BUNDLED_MODEL_NAME, DEFAULT_CHUNK_SIZE
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
-BUNDLED_MODEL = MODELS_DIR / "lirbsm_synthetic_576.pth"
-DEFAULT_CHUNK_SIZE = 65536
+BUNDLED_MODEL = MODELS_DIR / BUNDLED_MODEL_NAME
 
 
 def _as_tensor(x, device, name: str, shape_tail: tuple | None = None) -> torch.Tensor:

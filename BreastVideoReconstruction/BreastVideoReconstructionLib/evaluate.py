@@ -17,6 +17,7 @@ from BreastShapeModelLib.landmarks import read_landmarks
 from BreastShapeModelLib.surface_distance import point_to_mesh_distance
 
 from .cameras import read_cameras_json
+from .workspace import VideoWorkspace as W
 
 BREAST_RADIUS_MM = 90.0
 
@@ -30,22 +31,22 @@ def breast_region(mesh: trimesh.Trimesh, landmarks: np.ndarray, radius: float = 
 
 def evaluate(out_dir: Path, truth_dir: Path) -> dict:
     out_dir, truth_dir = Path(out_dir), Path(truth_dir)
-    frames = json.loads((out_dir / "frames.json").read_text())
+    frames = json.loads((out_dir / W.FRAMES).read_text())
     source = {f["image"]: f["source_frame"] for f in frames["frames"]}
-    truth_cams = read_cameras_json(truth_dir / "cameras.json")
-    cams = read_cameras_json(out_dir / "cameras.json")
+    truth_cams = read_cameras_json(truth_dir / W.CAMERAS)
+    cams = read_cameras_json(out_dir / W.CAMERAS)
     sfm_c = np.stack([c.center for c in cams])
     gt_c = np.stack([truth_cams[source[c.name]].center for c in cams])
     gt_to_sfm = umeyama(gt_c, sfm_c)
     cam_err = np.linalg.norm(gt_to_sfm.inverse().apply(sfm_c) - gt_c, axis=1)
-    fit = json.loads((out_dir / "fit_report.json").read_text())
+    fit = json.loads((out_dir / W.FIT_REPORT).read_text())
     out_from_sfm = np.asarray(fit["output_from_sfm"])
     T = out_from_sfm @ gt_to_sfm.matrix()                     # truth (mm) -> output frame
     scale = float(np.cbrt(np.linalg.det(T[:3, :3])))
     mesh_gt = trimesh.load(truth_dir / "mesh.ply", process=False)
     lms_gt = read_landmarks(truth_dir / "landmarks.txt")
     region = breast_region(mesh_gt, lms_gt)
-    rec = trimesh.load(out_dir / "reconstruction.ply", process=False)
+    rec = trimesh.load(out_dir / W.RECONSTRUCTION, process=False)
     # metric: the truth keeps its true size (rotation and translation of T only, matched at the region's centre),
     # so a wrong output scale shows up as surface error; shape: the truth scaled like the output (scale-free)
     R = T[:3, :3] / scale

@@ -19,6 +19,8 @@ import numpy as np
 from BreastShapeModelLib.errors import UserError
 from BreastShapeModelLib.fileio import atomic_write_text
 
+from .workspace import VideoWorkspace as W
+
 SHARPNESS_SIZE = 640          # sharpness is measured on frames scaled to this long side (comparable across sizes)
 
 
@@ -219,7 +221,7 @@ def extract_frames(video: Path, out_dir: Path, num_frames: int = 30, uniform: bo
                         break
         if done < len(wanted):
             raise UserError(f"{video}: only {done} of {len(wanted)} selected frames could be decoded again")
-        images = out_dir / "images"
+        images = out_dir / W.IMAGES
         old = out_dir / ".images-old"
         if images.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -228,7 +230,7 @@ def extract_frames(video: Path, out_dir: Path, num_frames: int = 30, uniform: bo
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    h, w = cv2.imread(str(out_dir / "images" / "000.png")).shape[:2]
+    h, w = cv2.imread(str(out_dir / W.IMAGES / "000.png")).shape[:2]
     record = {
         "video": asdict(info), "num_frames": num_frames, "uniform": uniform, "threshold": sel.threshold,
         "image_size": [w, h], "scale": w / info.width,
@@ -236,12 +238,12 @@ def extract_frames(video: Path, out_dir: Path, num_frames: int = 30, uniform: bo
                     "below_threshold": b}
                    for k, (src, t, s, b) in enumerate(zip(sel.indices, sel.times, sel.sharpness, sel.below_threshold))],
     }
-    atomic_write_text(out_dir / "frames.json", json.dumps(record, indent=1))
+    atomic_write_text(out_dir / W.FRAMES, json.dumps(record, indent=1))
     return record
 
 
 def read_frames_json(out_dir: Path) -> dict:
-    path = Path(out_dir) / "frames.json"
+    path = Path(out_dir) / W.FRAMES
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -11,8 +11,12 @@ from pathlib import Path
 
 from BreastShapeModelLib.errors import UserError
 from BreastShapeModelLib.jobs import Job, child_env, module_command
-from BreastShapeModelLib.module_logic import ModelChoice
+from BreastShapeModelLib.module_logic import check_model_files
 from BreastShapeModelLib.mrml_io import add_point_scalar, load_markups_node, load_model_node, show_scalar
+from BreastShapeModelLib.options import to_args
+
+from .options import VideoOptions
+from .workspace import VideoWorkspace as W
 
 
 @dataclass
@@ -22,15 +26,8 @@ class VideoRequest:
     video: str
     landmarks: str
     output_dir: str
-    nipple_to_nipple_mm: float | None = None
-    num_frames: int = 30
-    colorize: bool = True
-    remove_invisible: bool = False
-    iterations: int = 1000
-    resolution: int = 256
+    options: VideoOptions = field(default_factory=VideoOptions)
     force: bool = False
-    model: ModelChoice = field(default_factory=ModelChoice)
-    device: str = "auto"
 
     def command(self, python: str | None = None) -> list[str]:
         for what, path in (("video", self.video), ("landmark file", self.landmarks)):
@@ -38,16 +35,10 @@ class VideoRequest:
                 raise UserError(f"{what} not found: {path or '(none chosen)'}")
         if not self.output_dir:
             raise UserError("choose an output folder")
+        self.options.check()
+        check_model_files(self.options.model)
         args = ["run", str(self.video), "--landmarks", str(self.landmarks), "--output_dir", str(self.output_dir),
-                "--num_frames", str(self.num_frames), "--iterations", str(self.iterations),
-                "--voxel_resolution", str(self.resolution), "--device", self.device, "--progress", "json",
-                *self.model.cli_args()]
-        if self.nipple_to_nipple_mm:
-            args += ["--nipple_to_nipple_dist", str(self.nipple_to_nipple_mm)]
-        if self.colorize or self.remove_invisible:
-            args.append("--colorize")
-        if self.remove_invisible:
-            args.append("--remove_invisible")
+                "--progress", "json", *to_args(self.options)]
         if self.force:
             args.append("--force")
         return module_command("BreastVideoReconstructionLib", *args, python=python)
@@ -69,22 +60,22 @@ class VideoJob:
 
     def load_results(self, scene, name: str = "BreastSurface") -> list:
         """The metric surface (coloured from the video when it was coloured, else by support) and its anchors."""
-        report = self.output_dir / "report.json"
+        report = self.output_dir / W.REPORT
         if not report.is_file():
             raise UserError(f"the pipeline wrote no report ({self.job.error_message()})")
         self.report = json.loads(report.read_text(encoding="utf-8"))
-        coloured = self.output_dir / "reconstruction_colored.ply"
-        if self.request.colorize and coloured.is_file():
+        coloured = self.output_dir / W.COLORED
+        if self.request.options.colour.colorize and coloured.is_file():
             model = load_model_node(scene, coloured, name)
             model.GetDisplayNode().SetScalarVisibility(True)
         else:
-            model = load_model_node(scene, self.output_dir / "reconstruction.ply", name)
-            support = self.output_dir / "reconstruction_support.npy"
+            model = load_model_node(scene, self.output_dir / W.RECONSTRUCTION, name)
+            support = self.output_dir / W.SUPPORT
             if support.is_file():
                 import numpy as np
                 add_point_scalar(model, "support", np.load(support))
                 show_scalar(model, "support")
-        anchors = load_markups_node(scene, self.output_dir / "reconstruction_anchors.mrk.json", name + "_anchors")
+        anchors = load_markups_node(scene, self.output_dir / (W.ANCHORS + ".mrk.json"), name + "_anchors")
         return [model, anchors]
 
     def summary(self) -> str:

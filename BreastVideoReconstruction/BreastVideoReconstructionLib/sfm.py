@@ -22,6 +22,7 @@ from BreastShapeModelLib.errors import UserError
 from BreastShapeModelLib.fileio import atomic_write_text
 
 from .cameras import Camera, Scene, write_cameras_json, write_points_ply
+from .workspace import VideoWorkspace as W
 
 CAMERA_TYPES = ("SIMPLE_RADIAL", "RADIAL", "SIMPLE_PINHOLE", "PINHOLE")
 MIN_REGISTERED_FRACTION = 0.6
@@ -35,7 +36,7 @@ VGGSFM_HELP = (
 
 
 @dataclass
-class SfmOptions:
+class ColmapOptions:
     camera_type: str = "SIMPLE_RADIAL"
     shared_camera: bool = True
     max_image_size: int = 1600
@@ -96,7 +97,7 @@ def read_colmap(path: Path):
 
 
 # ----------------------------------------------------------------------------------------------- pycolmap
-def run_colmap(image_dir: Path, work_dir: Path, options: SfmOptions, progress=None) -> SfmResult:
+def run_colmap(image_dir: Path, work_dir: Path, options: ColmapOptions, progress=None) -> SfmResult:
     """SIFT, video-suited matching, incremental mapping; the largest model is kept."""
     import pycolmap
     pycolmap.logging.minloglevel = 2            # COLMAP's INFO lines would drown the progress bars
@@ -257,11 +258,11 @@ def run_vggsfm(out_dir: Path, python: Path | None, vggsfm_dir: Path | None, quer
     if not (vggsfm_dir / "demo.py").is_file():
         raise UserError(f"--vggsfm_dir {vggsfm_dir}: no demo.py there.\n" + VGGSFM_HELP)
     out_dir = Path(out_dir)
-    scene_dir = out_dir / "sfm" / "vggsfm"
+    scene_dir = out_dir / W.SFM_DIR / "vggsfm"
     if scene_dir.exists():
         shutil.rmtree(scene_dir)
     scene_dir.mkdir(parents=True)
-    shutil.copytree(out_dir / "images", scene_dir / "images")
+    shutil.copytree(out_dir / W.IMAGES, scene_dir / "images")
     args = [str(python), "demo.py", f"SCENE_DIR={scene_dir}", f"query_method={query_method}",
             f"query_frame_num={query_frame_num}", f"max_query_pts={max_query_pts}",
             f"robust_refine={num_ba_iterations}", f"camera_type={camera_type}",
@@ -271,7 +272,7 @@ def run_vggsfm(out_dir: Path, python: Path | None, vggsfm_dir: Path | None, quer
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
         raise UserError(f"VGGSfM failed (exit {proc.returncode}):\n{tail}\n" + VGGSFM_HELP)
-    result = import_colmap(scene_dir / "sparse", out_dir / "images")
+    result = import_colmap(scene_dir / "sparse", out_dir / W.IMAGES)
     depth_dir = scene_dir / "depths"
     if depth_dir.is_dir():
         import cv2
@@ -337,9 +338,9 @@ def write_outputs(out_dir: Path, result: SfmResult, num_frames: int) -> dict:
     report = {**result.report, "valid": not problems, "problems": problems,
               "fov_deg": float(np.median([np.degrees(2 * np.arctan(max(c.width, c.height) / 2 / c.K[0, 0]))
                                           for c in scene.cameras]))}
-    write_cameras_json(scene.cameras, out_dir / "cameras.json", {"backend": report.get("backend")})
-    write_points_ply(out_dir / "points.ply", scene.points, scene.colors)
+    write_cameras_json(scene.cameras, out_dir / W.CAMERAS, {"backend": report.get("backend")})
+    write_points_ply(out_dir / W.POINTS, scene.points, scene.colors)
     if scene.depth:
-        np.savez_compressed(out_dir / "sfm" / "depth.npz", **{k: v for k, v in scene.depth.items()})
-    atomic_write_text(out_dir / "sfm_report.json", json.dumps(report, indent=1))
+        np.savez_compressed(out_dir / W.DEPTH, **{k: v for k, v in scene.depth.items()})
+    atomic_write_text(out_dir / W.SFM_REPORT, json.dumps(report, indent=1))
     return report

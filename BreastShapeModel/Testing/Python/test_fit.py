@@ -97,7 +97,7 @@ def test_reconstruct_cli_outputs_and_metric_scale(geo_model, geo_ckpt, cli, tmp_
     M = np.asarray(report["input_to_model"])
     lm_model = (anchors * 100) @ M[:3, :3].T + M[:3, 3]
     assert report["scale_mm_per_unit"] * np.linalg.norm(lm_model[2] - lm_model[3]) == pytest.approx(200, rel=1e-6)
-    assert report["scale_source"] == "nipple_to_nipple (landmarks)" and len(report["loss"]) == 60
+    assert report["scale_source"] == "nipple_to_nipple (landmarks)" and len(report["loss"]) == 6      # every 10th iteration
     assert report["scale_check"]["from_anchors"] > 0 and "disagreement_pct" in report["scale_check"]
     assert {"mean", "median", "p95", "mean_mm"} <= set(report["residuals"])
     assert len(rec.vertices) > 100

@@ -9,6 +9,7 @@ from BreastShapeModelLib.landmarks import LANDMARK_NAMES  # noqa: E402
 from BreastShapeModelLib.mesh_io import write_mesh  # noqa: E402
 from BreastShapeModelLib.module_logic import (FitJob, FitRequest, ModelChoice, landmarks_from_markups,  # noqa: E402
                                               missing_packages, place_landmarks_node)
+from BreastShapeModelLib.options import ScanOptions  # noqa: E402
 from BreastShapeModelLib.mrml_io import load_model_node  # noqa: E402
 
 
@@ -32,7 +33,8 @@ def test_fit_job_from_model_node_and_markups(geo_model, geo_ckpt, tmp_path):
     for i, p in enumerate(anchors):                       # RAS in Slicer = LPS file coordinates with x, y negated
         landmarks.SetNthControlPointPositionWorld(i, [-p[0], -p[1], p[2]])
     assert np.allclose(landmarks_from_markups(landmarks), anchors)
-    job = FitJob(FitRequest(ModelChoice(str(geo_ckpt)), input_path="", iterations=80, resolution=48, device="cpu"),
+    job = FitJob(FitRequest(ModelChoice(str(geo_ckpt), device="cpu"), input_path="",
+                            options=ScanOptions(iterations=80, voxel_resolution=48)),
                  input_node=scan, landmarks_node=landmarks).start()
     try:
         assert job.job.wait(timeout=600) == 0, job.job.error_message()

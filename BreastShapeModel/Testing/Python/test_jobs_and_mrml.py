@@ -58,7 +58,7 @@ def test_job_reports_child_error():
 def test_sample_job_loads_model_and_markups_nodes(geo_ckpt):
     slicer = pytest.importorskip("slicer")
     scene = slicer.vtkMRMLScene()
-    job = ShapeJob(SampleRequest(ModelChoice(str(geo_ckpt)), num_samples=2, seed=4, resolution=40, device="cpu"))
+    job = ShapeJob(SampleRequest(ModelChoice(str(geo_ckpt), device="cpu"), num_samples=2, seed=4, resolution=40))
     job.start()
     try:
         assert job.job.wait(timeout=300) == 0, job.job.error_message()

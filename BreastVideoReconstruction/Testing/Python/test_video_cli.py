@@ -310,8 +310,11 @@ def test_module_logic_runs_and_loads_into_mrml(result, video):
     pytest.importorskip("slicer")
     import slicer
     from BreastVideoReconstructionLib.module_logic import VideoJob, VideoRequest
-    req = VideoRequest(str(video / "video.mp4"), str(video / "landmarks.json"), str(result["out"]),
-                       nipple_to_nipple_mm=round(result["nipple"], 2), num_frames=24, iterations=300, resolution=128)
+    from BreastVideoReconstructionLib.options import VideoOptions
+    opts = VideoOptions()
+    opts.fit.nipple_to_nipple_dist, opts.frames.num_frames = round(result["nipple"], 2), 24
+    opts.fit.iterations, opts.fit.voxel_resolution, opts.colour.colorize = 300, 128, True
+    req = VideoRequest(str(video / "video.mp4"), str(video / "landmarks.json"), str(result["out"]), opts)
     job = VideoJob(req).start()
     assert job.job.wait(600) == 0, job.job.error_message()
     events = job.job.poll()

@@ -1,0 +1,199 @@
+"""Python API of the scan fit: `run_scan(input, output_dir, landmarks, ScanOptions())`, also the `reconstruct`
+command's body and what the batch runner calls for scans.
+
+    from BreastShapeModelLib.api import run_scan
+    from BreastShapeModelLib.options import ScanOptions
+    result = run_scan("scan.ply", "out/", landmarks="scan_landmarks.mrk.json",
+                      options=ScanOptions(nipple_to_nipple_dist=196.0))
+    result.report["residuals"]["mean_mm"], result.files
+
+Re-running with the same input, landmarks, options and model reuses the finished result (`result.skipped`).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+from .fileio import atomic_write_text
+from .options import ModelOptions, ScanOptions, as_dict
+from .progress import Progress
+from .self_check import SELF_CHECK_FAILED
+from .workspace import Workspace, file_key, stamp_of
+
+
+
+@dataclass
+class RunResult:
+    """What a run produced: its folder, its report (as written) and whether it was reused from a previous run."""
+    workspace: Workspace
+    report: dict
+    skipped: bool = False
+    files: list = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """False when the result failed its self-check (the surface may be wrong)."""
+        return bool((self.report.get("self_check") or {}).get("passed", True))
+
+
+def model_key(model) -> str:
+    """A model's identity in step stamps: its file (path, size, time), so a replaced checkpoint redoes the steps."""
+    if isinstance(model, ModelOptions):
+        from .shape_model import BUNDLED_MODEL
+        files = [f for f in (model.ckpt or BUNDLED_MODEL, model.config, model.anchors) if f is not None]
+        return "|".join(str(file_key(f)) if Path(f).is_file() else str(f) for f in files)
+    src = Path(str(model.source))
+    return file_key(src) if src.is_file() else str(model.source)
+
+
+class LazyModel:
+    """A model loaded on first use: a run whose steps are all finished never loads torch weights. Its `key` (for
+    step stamps) is fixed at construction, so it is the same before and after loading."""
+
+    def __init__(self, model=None):
+        self._options = ModelOptions() if model is None else (model if isinstance(model, ModelOptions) else None)
+        self._model = None if self._options is not None else model
+        self.key = model_key(self._options if self._options is not None else model)
+
+    def get(self):
+        if self._model is None:
+            self._model = self._options.load()
+        return self._model
+
+
+def check_output_not_input(output_dir: Path, *inputs) -> None:
+    """Refuse an output folder whose result files would overwrite an input."""
+    targets = {(Path(output_dir) / n).resolve() for n in (Workspace.RECONSTRUCTION, Workspace.FIT_REPORT,
+                                                          Workspace.REPORT, Workspace.CODE, Workspace.SUPPORT)}
+    for p in inputs:
+        if p is not None and Path(p).resolve() in targets:
+            raise UserError(f"the output folder {output_dir} would overwrite the input {p}; choose another folder")
+
+
+def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | None = None,
+             options: ScanOptions | None = None, model=None, progress: Progress | None = None,
+             force: bool = False) -> RunResult:
+    """Fit the model to a scan or point cloud (with six landmarks) and write reconstruction.ply, its anchors,
+    code, support and fit_report.json into `output_dir`. `model`: a loaded ShapeModel, ModelOptions or None
+    (the bundled model)."""
+    from .cloud_io import read_cloud
+    from .landmarks import read_landmarks
+    from .reconstruct import reconstruct_with_progress
+    from .results import fit_report, landmark_distances, support_colors, write_reconstruction
+    opts = options or ScanOptions()
+    opts.check()
+    input = Path(input)
+    landmarks = Path(landmarks) if landmarks is not None else None
+    if not input.is_file():
+        raise UserError(f"input not found: {input}")
+    if landmarks is not None and not landmarks.is_file():
+        raise UserError(f"landmark file not found: {landmarks}")
+    check_output_not_input(output_dir, input, landmarks)
+    ws = Workspace(output_dir)
+    lazy = model if isinstance(model, LazyModel) else LazyModel(model)
+    key = stamp_of("reconstruct", {"input": file_key(input), "landmarks": file_key(landmarks),
+                                   "options": as_dict(opts), "model": lazy.key})
+    if not force and ws.is_done("reconstruct", key):
+        return RunResult(ws, json.loads(ws.fit_report.read_text(encoding="utf-8")), skipped=True)
+    points, kind = read_cloud(input, opts.max_points, opts.seed)
+    lms = read_landmarks(landmarks) if landmarks is not None else None
+    net = lazy.get()
+    ws.create()
+    metrical = opts.metrical or opts.nipple_to_nipple_dist is not None
+    settings = opts.settings(opts.latent_weight, with_landmarks=lms is not None)
+    t0 = time.perf_counter()
+    rec = reconstruct_with_progress(progress, "fit", opts.iterations, net, points, lms, settings,
+                                    opts.voxel_resolution, metrical, opts.nipple_to_nipple_dist,
+                                    chunk_size=opts.chunk_size, meshing=opts.meshing)
+    if not rec.self_check["passed"]:
+        rec.warnings.append(SELF_CHECK_FAILED + "; ".join(rec.self_check["problems"]))
+    units = "mm" if rec.output_frame == "metric" else "input"
+    limit = float(np.percentile(rec.support, 50)) * 4 if len(rec.support) else 1.0
+    report = {"input": str(input), "input_kind": kind, "input_points": int(len(points)),
+              "landmarks": str(landmarks) if landmarks else None, "model": net.describe(),
+              **fit_report(rec, units, opts.voxel_resolution), "settings": vars(settings), "options": as_dict(opts),
+              "input_to_model": rec.to_model.matrix().tolist(), "support_color_limit": limit,
+              "total_seconds": round(time.perf_counter() - t0, 3),
+              "model_anchor_measurements": landmark_distances(rec.anchors, units)}
+    lms_out = None
+    if lms is not None:           # the given landmarks' distances, in the output frame
+        lms_out = rec.scale_mm_per_unit * rec.to_model.apply(lms) if rec.output_frame == "metric" else lms
+        report["measurements"] = landmark_distances(lms_out, units)
+    files = write_reconstruction(ws, rec, units, report, support_colors(rec.support, limit), lms_out)
+    if opts.measure:
+        report["clinical"] = measure_result(ws, progress)
+        atomic_write_text(ws.fit_report, json.dumps(report, indent=1, default=str))
+    ws.mark_done("reconstruct", key, [Workspace.RECONSTRUCTION, Workspace.FIT_REPORT], {})
+    if progress:
+        for w in rec.warnings:
+            progress.warn(w)
+    return RunResult(ws, report, files=files)
+
+
+def measure_result(ws: Workspace, progress: Progress | None = None) -> dict:
+    """Measure a run's reconstruction into its own folder; the values for its report, or why it was not measured
+    (not in millimetres, no landmarks): a warning, never a failed run."""
+    try:
+        r = run_measure(ws.reconstruction, ws.root, progress=progress).report
+    except UserError as exc:
+        if progress:
+            progress.warn(f"not measured: {exc}")
+        return {"not_measured": str(exc)}
+    if progress:
+        from .cli_measure import summary_lines
+        for line in summary_lines(r):
+            progress.log(line)
+    return {k: r[k] for k in ("breast_volume_ml", "distances_mm", "symmetry", "chest_wall_method")}
+
+
+def run_measure(surface: str | Path, output_dir: str | Path, landmarks: str | Path | None = None,
+                progress: Progress | None = None) -> RunResult:
+    """Measure a surface in millimetres (ours, a scanner's, a model saved from Slicer): footprints, volumes against
+    the estimated chest wall, tape distances, symmetry, intervals -> measurements.json/.csv/.png/.pdf, footprint
+    curves, chest wall. Landmarks: the given file, else the anchors beside one of our reconstructions."""
+    from .measure.measurements import measure_surface
+    from .measure.report import MEASUREMENTS_JSON, write_measurements
+    from .measure.surface_io import find_landmarks, find_residual, find_support, read_surface
+    surface = Path(surface)
+    mesh = read_surface(surface)
+    lms, lm_path = find_landmarks(surface, Path(landmarks) if landmarks is not None else None)
+    support = find_support(mesh, surface)
+    residual = find_residual(surface)
+    out = Workspace(output_dir).create()
+    if progress:
+        progress.log(f"measuring {surface.name} ({len(mesh.vertices)} vertices; landmarks from {lm_path.name}; "
+                     f"{'with' if support is not None else 'no'} support map)")
+    m = measure_surface(mesh, lms, support, residual, where=str(surface))
+    files = write_measurements(out.root, m, mesh, lms, {"surface": str(surface), "landmarks": str(lm_path),
+                                                         "support_map": support is not None,
+                                                         "fit_residual_mm": residual})
+    report = json.loads((out / MEASUREMENTS_JSON).read_text(encoding="utf-8"))
+    return RunResult(out, report, files=files)
+
+
+def run_compare(before: str | Path, after: str | Path, output_dir: str | Path, before_landmarks=None,
+                after_landmarks=None, progress: Progress | None = None) -> RunResult:
+    """Two surfaces of one person: registered on the regions surgery does not change, then the signed distance
+    map, the volume change per side and every distance's change -> comparison.json/.png, after_signed_distance.ply."""
+    from .measure.compare import compare_surfaces
+    from .measure.report import COMPARISON_JSON, write_comparison
+    from .measure.surface_io import find_landmarks, read_surface
+    before, after = Path(before), Path(after)
+    mb, ma = read_surface(before), read_surface(after)
+    lb, lb_path = find_landmarks(before, Path(before_landmarks) if before_landmarks else None)
+    try:
+        la, la_path = find_landmarks(after, Path(after_landmarks) if after_landmarks else None)
+    except UserError:
+        la, la_path = None, None                         # registered from the surfaces alone
+    out = Workspace(output_dir).create()
+    c = compare_surfaces(mb, lb, ma, la)
+    files = write_comparison(out.root, c, mb, lb, {"before": str(before), "after": str(after),
+                                                   "after_landmarks": str(la_path) if la_path else None})
+    if progress:
+        progress.log(f"registered on the unchanged regions: {c.residual_mm:.2f} mm median residual")
+    return RunResult(out, json.loads((out / COMPARISON_JSON).read_text(encoding="utf-8")), files=files)

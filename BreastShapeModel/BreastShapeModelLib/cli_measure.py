@@ -1,0 +1,68 @@
+"""`measure` and `compare`: what a surgeon measures on a surface, and what changed between two visits."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .progress import MODES, Progress
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("measure", help="volumes, footprints, tape distances and symmetry of a surface (mm)",
+                       description="Measure a breast surface in millimetres: per-side footprint and volume against an "
+                                   "estimated chest wall, distances straight and along the skin, symmetry, each "
+                                   "with a 90 % interval.")
+    p.add_argument("surface", type=Path, help="mesh in mm (.ply, .obj, .stl, .off, .vtk)")
+    p.add_argument("--landmarks", type=Path, default=None,
+                   help="six landmarks on it (default: the anchors our reconstruction wrote beside it)")
+    p.add_argument("--output_dir", type=Path, default=Path("."), help="where to write the results (default: .)")
+    p.add_argument("--progress", choices=MODES, default="bar", help="bar, json (for Slicer) or none")
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("compare", help="before/after: distance map, volume change per side, distance changes",
+                       description="Register AFTER onto BEFORE on the regions breast surgery does not change, then "
+                                   "write the signed distance map, the volume change per side and every distance's "
+                                   "change. Surfaces of two different people do not register: that is an error.")
+    p.add_argument("before", type=Path, help="the earlier surface (mm)")
+    p.add_argument("after", type=Path, help="the later surface (mm)")
+    p.add_argument("--before_landmarks", type=Path, default=None, help="default: the anchors beside BEFORE")
+    p.add_argument("--after_landmarks", type=Path, default=None,
+                   help="default: the anchors beside AFTER, else registered from the surfaces alone")
+    p.add_argument("--output_dir", type=Path, default=Path("."), help="where to write the results (default: .)")
+    p.add_argument("--progress", choices=MODES, default="bar", help="bar, json (for Slicer) or none")
+    p.set_defaults(func=cmd_compare)
+
+
+def summary_lines(report: dict) -> list[str]:
+    """The measurements as a few lines for the terminal and logs."""
+    v = report["breast_volume_ml"]
+    d = report["distances_mm"]
+    lines = [f"breast volume left {v['left']['value']:.0f} ml [{v['left']['interval'][0]:.0f}-"
+             f"{v['left']['interval'][1]:.0f}], right {v['right']['value']:.0f} ml [{v['right']['interval'][0]:.0f}-"
+             f"{v['right']['interval'][1]:.0f}] (chest wall: {report['chest_wall_method']})"]
+    for name in ("sternal_notch_to_left_nipple", "sternal_notch_to_right_nipple", "nipple_to_nipple",
+                 "left_nipple_to_fold", "right_nipple_to_fold"):
+        if name in d:
+            lines.append(f"{name.replace('_', ' ')}: {d[name]['straight']:.1f} mm straight, "
+                         f"{d[name]['surface']:.1f} mm along the skin")
+    return lines
+
+
+def cmd_measure(args, progress: Progress) -> int:
+    from .api import run_measure
+    result = run_measure(args.surface, args.output_dir, args.landmarks, progress)
+    for line in summary_lines(result.report):
+        progress.log(line)
+    progress.result(files=[str(f) for f in result.files])
+    return 0
+
+
+def cmd_compare(args, progress: Progress) -> int:
+    from .api import run_compare
+    result = run_compare(args.before, args.after, args.output_dir, args.before_landmarks, args.after_landmarks,
+                         progress)
+    r = result.report
+    progress.log(f"volume change left {r['volume_change_ml']['left']:+.0f} ml, right "
+                 f"{r['volume_change_ml']['right']:+.0f} ml; registration residual "
+                 f"{r['registration_residual_mm']:.2f} mm")
+    progress.result(files=[str(f) for f in result.files])
+    return 0

@@ -1,0 +1,223 @@
+"""What a surgeon measures on a breast surface (millimetres, any pose, six landmarks): per-side volume against
+the estimated chest wall, tape-measure distances straight and along the skin, symmetry; each with a 90 % interval.
+
+Intervals are calibrated on `bench/measure_accuracy.py` (ground-truth generator and Anny torsos): a relative
+error for the chest-wall estimate, landmark placement for distances, the fit's residual, and the part of each
+footprint that no input point observed (filled in by the model), which widens the volume interval in proportion
+instead of shrinking the number."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import trimesh
+from scipy.spatial import cKDTree
+
+from ..errors import UserError
+from ..landmarks import LANDMARK_NAMES
+from .chest_wall import estimate_chest_wall, footprint_curve, plane_wall
+from .cylinder import radius_map
+from .frame import L_CORACOID, L_NIPPLE, NAVEL, R_CORACOID, R_NIPPLE, SN, body_frame
+from .geodesic import SkinPaths
+
+Z90 = 1.645
+# 90 % intervals: 1.645 x the errors measured by bench/measure_accuracy.py (standard deviations)
+VOLUME_REL_SD = 0.06            # chest-wall estimate on exact surfaces
+VOLUME_ABS_SD_ML = 8.0
+UNOBSERVED_WIDEN = 0.5          # + this x the unobserved part of the volume on each side of the interval
+DISTANCE_SD_MM = 2.0            # landmark placement on the surface
+SURFACE_EXTRA_SD_MM = 1.5       # the tape's path (vertex snapping, mesh resolution)
+FOLD_SD_MM = 5.0                # the fold point from the footprint outline
+UNOBSERVED_MM = 5.0             # support beyond this: not observed (filled in by the model)
+PLAUSIBLE_N2N_MM = (80.0, 400.0)
+
+
+@dataclass
+class Measurements:
+    units: str
+    breast_volume_ml: dict
+    distances_mm: dict
+    symmetry: dict
+    chest_wall_method: str
+    footprints: dict = field(default_factory=dict)      # side -> [N, 3] closed curve (surface frame)
+    lines: dict = field(default_factory=dict)           # name -> [N, 3] polyline along the skin
+    points: dict = field(default_factory=dict)          # name -> [3] (fold points, midline points)
+    wall_mesh: trimesh.Trimesh | None = None            # the chest wall behind both footprints
+    notes: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"units": self.units, "breast_volume_ml": self.breast_volume_ml, "distances_mm": self.distances_mm,
+                "symmetry": self.symmetry, "chest_wall_method": self.chest_wall_method,
+                "landmark_names": list(LANDMARK_NAMES), "notes": self.notes}
+
+    def rows(self) -> list[dict]:
+        """One row per measure, for spreadsheets."""
+        out = []
+        for side, v in self.breast_volume_ml.items():
+            out.append({"measure": f"{side}_breast_volume", "kind": "volume", "value": v["value"],
+                        "interval_low": v["interval"][0], "interval_high": v["interval"][1], "units": "ml"})
+        for name, d in self.distances_mm.items():
+            for kind in ("straight", "surface"):
+                if d.get(kind) is not None:
+                    out.append({"measure": name, "kind": kind, "value": d[kind], "interval_low": d["interval"][0],
+                                "interval_high": d["interval"][1], "units": "mm"})
+        for name, s in self.symmetry.items():
+            out.append({"measure": name, "kind": "symmetry", "value": s["value"],
+                        "interval_low": s["interval"][0], "interval_high": s["interval"][1], "units": s["units"]})
+        return out
+
+
+def _interval(value: float, half: float) -> list:
+    return [round(value - half, 2), round(value + half, 2)]
+
+
+def check_units(mesh: trimesh.Trimesh, landmarks: np.ndarray, where: str) -> None:
+    n2n = float(np.linalg.norm(landmarks[L_NIPPLE] - landmarks[R_NIPPLE]))
+    lo, hi = PLAUSIBLE_N2N_MM
+    if not lo <= n2n <= hi:
+        raise UserError(f"{where}: the nipples are {n2n:.4g} units apart; measurements need millimetres "
+                        f"(expected {lo:.0f}-{hi:.0f} mm). Rescale the surface, or reconstruct with --metrical")
+    d, _ = cKDTree(mesh.vertices).query(landmarks)
+    if (d > 0.1 * n2n).any():
+        far = [f"{LANDMARK_NAMES[i]} ({d[i]:.0f} mm)" for i in np.flatnonzero(d > 0.1 * n2n)]
+        raise UserError(f"{where}: landmarks far from the surface: {', '.join(far)}; are they of this surface?")
+
+
+CHEST_WALL_METHODS = ("boundary_tps", "boundary_plane")
+
+
+def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.ndarray | None = None,
+                    residual_mm: float = 0.0, where: str = "surface", chest_wall: str = "boundary_tps") -> Measurements:
+    """Every measurement of a surface in mm with its six landmarks; `support` per vertex (distance to the nearest
+    input point, mm) widens the intervals where the model filled in; `residual_mm` (fit residual) widens all."""
+    lm = np.asarray(landmarks, float)
+    check_units(mesh, lm, where)
+    frame = body_frame(lm)
+    body = mesh.copy()
+    body.vertices = frame.to_body(mesh.vertices)
+    lmb = frame.to_body(lm)
+    n2n = float(np.linalg.norm(lmb[L_NIPPLE] - lmb[R_NIPPLE]))
+    axis_z = _axis_z(body, lmb, n2n)
+    y_lo = float(lmb[NAVEL, 1]) * 0.95
+    rm = radius_map(body, frame, axis_z, y_lo, 30.0)
+    if np.isfinite(rm.r).mean() < 0.3:
+        raise UserError(f"{where}: the surface does not cover the chest between the landmarks")
+    cw = estimate_chest_wall(rm, lmb[[L_NIPPLE, R_NIPPLE]], lmb[[L_CORACOID, R_CORACOID]])
+    paths = SkinPaths(mesh, lm)
+    vtree = cKDTree(mesh.vertices)
+    unobserved_cells = None
+    if support is not None:
+        cell_vertices = vtree.query(frame.to_surface(rm.cell_points().reshape(-1, 3)).reshape(-1, 3))[1]
+        sup = np.asarray(support, float)[cell_vertices].reshape(rm.r.shape)
+        unobserved_cells = sup > max(UNOBSERVED_MM, 3.0 * float(np.median(support)))
+    notes = []
+    volumes, footprints, points, lines, distances = {}, {}, {}, {}, {}
+    res_sd = float(residual_mm)
+    for side, idx in (("left", L_NIPPLE), ("right", R_NIPPLE)):
+        region = cw.regions[side]
+        curve = footprint_curve(rm, region)
+        if chest_wall == "boundary_plane":                 # the naive baseline, for the bench
+            cw.wall = np.where(region, plane_wall(rm, curve), cw.wall)
+        v = rm.volume_ml(cw.wall, region)
+        observed = 1.0
+        if unobserved_cells is not None and region.any():
+            weights = np.where(region, rm.cell_volumes(cw.wall), 0)
+            observed = 1.0 - float((weights * unobserved_cells).sum() / max(weights.sum(), 1e-9))
+        half = Z90 * np.hypot(np.hypot(VOLUME_REL_SD * v, VOLUME_ABS_SD_ML), res_sd * 0.02 * v) + \
+            UNOBSERVED_WIDEN * (1.0 - observed) * v
+        volumes[side] = {"value": round(v, 1), "interval": [round(max(0.0, v - half), 1), round(v + half, 1)],
+                         "observed_fraction": round(observed, 3), "footprint_area_cm2": round(_area(rm, region), 1)}
+        if not region.any():
+            notes.append(f"no {side} breast stands out from the chest wall: volume 0")
+        footprints[side] = frame.to_surface(curve) if len(curve) else curve
+        nip = lmb[idx]
+        if len(curve):
+            below = curve[(np.abs(curve[:, 0] - nip[0]) < 0.06 * n2n) & (curve[:, 1] < nip[1])]
+            fold = below[np.argmin(below[:, 1])] if len(below) else curve[np.argmin(curve[:, 1])]
+            medial = curve[np.argmin(np.abs(curve[:, 0]))]
+            lateral = curve[np.argmax(np.abs(curve[:, 0]))]
+            points[f"{side}_fold"] = frame.to_surface(fold)
+            points[f"{side}_base_medial"], points[f"{side}_base_lateral"] = (frame.to_surface(medial),
+                                                                            frame.to_surface(lateral))
+        th, y, r = rm.polar(nip)
+        row, col = rm.index(th, y)
+        proj = float(r - cw.wall[row, col]) if np.isfinite(cw.wall[row, col]) else 0.0
+        mid = rm.body_points(0.0, nip[1], rm.r[rm.index(0.0, nip[1])])
+        points[f"{side}_midline"] = frame.to_surface(mid)
+        distances[f"{side}_breast_projection"] = {"straight": round(max(proj, 0.0), 2), "surface": None,
+                                                  "interval": _interval(max(proj, 0.0), Z90 * np.hypot(
+                                                      DISTANCE_SD_MM, res_sd))}
+    sd = np.hypot(DISTANCE_SD_MM, res_sd)
+    sd_surf = np.hypot(sd, SURFACE_EXTRA_SD_MM)
+
+    def tape(name: str, a: np.ndarray, b: np.ndarray, sd_straight: float, sd_surface: float, straight=None):
+        line = paths.path(a, b)
+        surface = float(np.linalg.norm(np.diff(line, axis=0), axis=1).sum()) if len(line) > 1 else 0.0
+        s = float(np.linalg.norm(a - b)) if straight is None else straight
+        lines[name] = line
+        distances[name] = {"straight": round(s, 2), "surface": round(surface, 2),
+                           "interval": _interval(surface, Z90 * max(sd_straight, sd_surface))}
+
+    tape("sternal_notch_to_left_nipple", lm[SN], lm[L_NIPPLE], sd, sd_surf)
+    tape("sternal_notch_to_right_nipple", lm[SN], lm[R_NIPPLE], sd, sd_surf)
+    tape("nipple_to_nipple", lm[L_NIPPLE], lm[R_NIPPLE], sd, sd_surf)
+    for side, idx in (("left", L_NIPPLE), ("right", R_NIPPLE)):
+        tape(f"{side}_nipple_to_midline", lm[idx], points[f"{side}_midline"], sd, sd_surf,
+             straight=abs(float(lmb[idx, 0])))
+        if f"{side}_fold" in points:
+            tape(f"{side}_nipple_to_fold", lm[idx], points[f"{side}_fold"], np.hypot(sd, FOLD_SD_MM),
+                 np.hypot(sd_surf, FOLD_SD_MM))
+            tape(f"{side}_breast_base_width", points[f"{side}_base_medial"], points[f"{side}_base_lateral"],
+                 np.hypot(sd, FOLD_SD_MM), np.hypot(sd_surf, FOLD_SD_MM))
+    # straight distances keep the straight interval; the surface value the surface one
+    for name, d in distances.items():
+        if d["surface"] is not None:
+            d["interval_straight"] = _interval(d["straight"], d["interval"][1] - d["surface"])
+    vl, vr = volumes["left"]["value"], volumes["right"]["value"]
+    hl = (volumes["left"]["interval"][1] - volumes["left"]["interval"][0]) / 2
+    hr = (volumes["right"]["interval"][1] - volumes["right"]["interval"][0]) / 2
+    level = float(lmb[L_NIPPLE, 1] - lmb[R_NIPPLE, 1])
+    symmetry = {"volume_difference_left_minus_right": {"value": round(vl - vr, 1), "units": "ml",
+                                                        "interval": _interval(vl - vr, float(np.hypot(hl, hr)))},
+                "volume_ratio_left_to_right": {"value": round(vl / vr, 3) if vr > 0 else None, "units": "ratio",
+                                               "interval": _ratio_interval(vl, hl, vr, hr)},
+                "nipple_level_difference_left_minus_right": {"value": round(level, 2), "units": "mm",
+                                                             "interval": _interval(level, Z90 * sd * np.sqrt(2))}}
+    return Measurements("mm", volumes, distances, symmetry, chest_wall, footprints, lines, points,
+                        _wall_mesh(rm, cw, frame), notes)
+
+
+def _axis_z(body: trimesh.Trimesh, lmb: np.ndarray, n2n: float) -> float:
+    """Depth of the radius map's axis: the torso's middle at the nipples for a closed surface, else a depth
+    behind the sternum proportional to the nipple distance (front-only scans)."""
+    band = np.abs(body.vertices[:, 1] - lmb[[L_NIPPLE, R_NIPPLE], 1].mean()) < 0.1 * n2n
+    guess = -0.45 * n2n
+    if body.is_watertight and band.sum() > 50:
+        z = body.vertices[band, 2]
+        return float(min((z.min() + z.max()) / 2, -0.2 * n2n))
+    return guess
+
+
+def _area(rm, region) -> float:
+    return float((np.where(region, np.nan_to_num(rm.r), 0)).sum() * rm.dtheta * rm.dy / 100.0)
+
+
+def _ratio_interval(a, ha, b, hb) -> list:
+    if b - hb <= 0:
+        return [None, None]
+    return [round(max(a - ha, 0) / (b + hb), 3), round((a + ha) / (b - hb), 3)]
+
+
+def _wall_mesh(rm, cw, frame) -> trimesh.Trimesh | None:
+    """The chest wall under both footprints (cells of either region, one ring wider) as a triangle mesh."""
+    from scipy import ndimage
+    mask = ndimage.binary_dilation(cw.regions["left"] | cw.regions["right"]) & np.isfinite(cw.wall)
+    if mask.sum() < 4:
+        return None
+    idx = -np.ones(mask.shape, int)
+    idx[mask] = np.arange(mask.sum())
+    verts = frame.to_surface(rm.cell_points(cw.wall)[mask])
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
+    quad = (a >= 0) & (b >= 0) & (c >= 0) & (d >= 0)
+    faces = np.concatenate([np.stack([a[quad], c[quad], b[quad]], 1), np.stack([b[quad], c[quad], d[quad]], 1)])
+    return trimesh.Trimesh(verts, faces, process=False)

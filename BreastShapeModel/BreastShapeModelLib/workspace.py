@@ -1,0 +1,111 @@
+"""A result folder: the one place that names its files, and the step stamps that make re-runs resume.
+
+Each step records a stamp (hash of its inputs and options) in `.steps/<step>.json`, written only after all of its
+outputs, so a re-run skips finished steps and an interrupted step starts again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from .errors import UserError
+from .fileio import atomic_write_text
+
+
+def file_key(path: Path | None) -> str | None:
+    """Identity of an input file: path, size and modification time (cheap, changes when the file does)."""
+    if path is None:
+        return None
+    p = Path(path)
+    st = p.stat()
+    return f"{p.resolve()}:{st.st_size}:{int(st.st_mtime_ns)}"
+
+
+def stamp_of(step: str, inputs: dict) -> str:
+    return hashlib.sha256(json.dumps({"step": step, **inputs}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Workspace:
+    """The files of one reconstruction (a scan fit); the video workspace adds the pipeline's files."""
+
+    RECONSTRUCTION = "reconstruction.ply"
+    ANCHORS = "reconstruction_anchors"          # + .mrk.json / .csv: where the fitted model puts the landmarks
+    LANDMARKS = "reconstruction_landmarks"      # + .mrk.json / .csv: the user's (or video's) landmarks, same frame
+    CODE = "reconstruction_code.npy"
+    SUPPORT = "reconstruction_support.npy"      # per vertex: distance to the nearest input point
+    FIT_REPORT = "fit_report.json"
+    REPORT = "report.json"                      # the whole run's summary (the batch reads it)
+    MEASUREMENTS = "measurements.json"          # + .csv, .png, .pdf; footprint_<side>.*, chest_wall.ply
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.root / name
+
+    def __fspath__(self) -> str:
+        return str(self.root)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.root)!r})"
+
+    @property
+    def reconstruction(self) -> Path:
+        return self.root / self.RECONSTRUCTION
+
+    @property
+    def fit_report(self) -> Path:
+        return self.root / self.FIT_REPORT
+
+    @property
+    def report(self) -> Path:
+        return self.root / self.REPORT
+
+    def create(self) -> "Workspace":
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the output folder {self.root}: {exc.strerror or exc}") from None
+        if not self.root.is_dir():
+            raise UserError(f"the output folder {self.root} is not a folder")
+        return self
+
+    # --------------------------------------------------------------------------------------- step stamps
+    def _stamp(self, step: str) -> Path:
+        return self.root / ".steps" / f"{step}.json"
+
+    def _record(self, step: str) -> dict:
+        try:
+            return json.loads(self._stamp(step).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def is_done(self, step: str, key: str) -> bool:
+        rec = self._record(step)
+        return rec.get("key") == key and all((self.root / f).exists() for f in rec.get("outputs", []))
+
+    def mark_done(self, step: str, key: str, outputs: list[str], report: dict) -> None:
+        missing = [f for f in outputs if not (self.root / f).exists()]
+        if missing:
+            raise RuntimeError(f"step {step} did not write {', '.join(missing)}")
+        atomic_write_text(self._stamp(step), json.dumps({"key": key, "outputs": outputs, "report": report},
+                                                        indent=1, default=str))
+
+    def step_report(self, step: str) -> dict:
+        return self._record(step).get("report", {})
+
+    def step_key(self, step: str) -> str:
+        key = self._record(step).get("key")
+        if key is None:
+            raise UserError(f"{self.root}: the {step} step has not been run yet")
+        return key
+
+    def has_step(self, step: str) -> bool:
+        return self._stamp(step).exists()
+
+    def forget(self, *steps: str) -> None:
+        """Remove the stamps of `steps`, so they run again."""
+        for s in steps:
+            if self._stamp(s).exists():
+                self._stamp(s).unlink()

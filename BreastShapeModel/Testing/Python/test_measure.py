@@ -1,0 +1,160 @@
+"""Measurements against analytic truth: a cylinder torso with two spherical breasts (their volume outside the
+cylinder known by dense integration), geodesics on a sphere, the measure/compare commands and their errors."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import trimesh
+
+pytest.importorskip("potpourri3d")
+LIB = "BreastShapeModelLib"
+R, A = 120.0, 55.0                         # torso cylinder radius, breast sphere radius (mm)
+CENTRES = np.array([[75.0, -150.0, 80.0], [-75.0, -150.0, 80.0]])
+
+
+def _sdf(p, centres=CENTRES, radius=A):
+    cyl = np.hypot(p[..., 0], p[..., 2]) - R
+    cyl = np.maximum(cyl, np.maximum(p[..., 1] - 60.0, -420.0 - p[..., 1]))
+    f = cyl
+    for c in centres:
+        f = np.minimum(f, np.linalg.norm(p - c, axis=-1) - radius)
+    return f
+
+
+def _mesh(centres=CENTRES, radius=A, h=3.0):
+    from skimage.measure import marching_cubes
+    lo = np.array([-200.0, -430.0, -200.0]) - 0.37 * h
+    n = (np.array([400.0, 500.0, 400.0]) / h).astype(int)
+    axes = [lo[i] + h * np.arange(n[i]) for i in range(3)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1)
+    v, f, _, _ = marching_cubes(_sdf(grid, centres, radius), 0.0, spacing=(h, h, h))
+    return trimesh.Trimesh(v + lo, f[:, ::-1], process=True)
+
+
+def _outside_volume_ml(c, radius=A, h=0.5):
+    """Volume of a sphere outside the cylinder, by dense integration."""
+    ax = [c[i] + np.arange(-radius, radius + h, h) for i in range(3)]
+    g = np.stack(np.meshgrid(*ax, indexing="ij"), -1)
+    inside = (np.linalg.norm(g - c, axis=-1) <= radius) & (np.hypot(g[..., 0], g[..., 2]) > R)
+    return float(inside.sum() * h ** 3 / 1000.0)
+
+
+def _landmarks(centres=CENTRES, radius=A):
+    nip = [c + radius * np.array([c[0], 0, c[2]]) / np.hypot(c[0], c[2]) for c in centres]
+    z = lambda x: np.sqrt(R ** 2 - x ** 2)      # noqa: E731
+    return np.array([[0, 0, R], [0, -380, R], nip[0], nip[1], [95, -20, z(95)], [-95, -20, z(95)]], float)
+
+
+@pytest.fixture(scope="module")
+def body():
+    return _mesh(), _landmarks()
+
+
+def test_radius_map_volume_and_chest_wall_on_the_cylinder_torso(body):
+    from BreastShapeModelLib.measure.measurements import measure_surface
+    mesh, lms = body
+    truth = _outside_volume_ml(CENTRES[0])
+    assert 100 < truth < 400
+    m = measure_surface(mesh, lms)
+    for side in ("left", "right"):
+        v = m.breast_volume_ml[side]
+        assert v["value"] == pytest.approx(truth, rel=0.08), (side, v, truth)
+        assert v["interval"][0] <= truth <= v["interval"][1]
+    # the wall under the footprints is the cylinder
+    wall = m.wall_mesh.vertices
+    assert np.abs(np.hypot(wall[:, 0], wall[:, 2]) - R).max() < 3.0
+    # straight distances are exact, along-the-skin ones are longer and close to the straight ones here
+    d = m.distances_mm
+    assert d["nipple_to_nipple"]["straight"] == pytest.approx(np.linalg.norm(lms[2] - lms[3]), abs=0.01)
+    assert d["left_nipple_to_midline"]["straight"] == pytest.approx(abs(lms[2, 0]), abs=0.5)
+    assert d["nipple_to_nipple"]["surface"] > d["nipple_to_nipple"]["straight"]
+    assert abs(m.symmetry["volume_difference_left_minus_right"]["value"]) < 0.05 * truth
+    assert len(m.footprints["left"]) > 20
+
+
+def test_geodesic_on_a_sphere_is_the_great_circle():
+    from BreastShapeModelLib.measure.geodesic import SkinPaths
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=100.0)
+    a, b = np.array([100.0, 0, 0]), np.array([0, 100.0, 0])
+    length = SkinPaths(sphere, np.stack([a, b])).length(a, b)
+    assert length == pytest.approx(np.pi / 2 * 100, rel=0.01)
+
+
+def test_measure_command_files_and_errors(body, tmp_path, cli):
+    from BreastShapeModelLib.landmarks import write_landmarks
+    mesh, lms = body
+    mesh.export(tmp_path / "torso.ply")
+    write_landmarks(lms, tmp_path / "torso_landmarks.mrk.json")
+    out = tmp_path / "m"
+    r = cli(LIB, "measure", tmp_path / "torso.ply", "--landmarks", tmp_path / "torso_landmarks.mrk.json",
+            "--output_dir", out, "--progress", "none")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "measurements.json").read_text())
+    assert set(doc["breast_volume_ml"]) == {"left", "right"} and doc["chest_wall_method"]
+    for name in ("sternal_notch_to_left_nipple", "sternal_notch_to_right_nipple", "nipple_to_nipple",
+                 "left_nipple_to_midline", "right_nipple_to_midline", "left_nipple_to_fold", "right_nipple_to_fold"):
+        d = doc["distances_mm"][name]
+        assert d["straight"] > 0 and d["surface"] >= d["straight"] - 1.0 and d["interval"][0] < d["interval"][1]
+    rows = list(csv.DictReader(open(out / "measurements.csv")))
+    assert any(r["measure"] == "left_breast_volume" for r in rows)
+    curve = json.loads((out / "footprint_left.mrk.json").read_text())["markups"][0]
+    assert curve["type"] == "ClosedCurve" and len(curve["controlPoints"]) > 20
+    assert (out / "measurements.pdf").read_bytes()[:4] == b"%PDF" and (out / "measurements.png").stat().st_size > 10000
+    # metres instead of millimetres; no landmarks; landmarks of another surface
+    small = mesh.copy()
+    small.vertices *= 0.001
+    small.export(tmp_path / "metres.ply")
+    write_landmarks(lms * 0.001, tmp_path / "metres_landmarks.csv")
+    r = cli(LIB, "measure", tmp_path / "metres.ply", "--landmarks", tmp_path / "metres_landmarks.csv",
+            "--output_dir", tmp_path / "x", "--progress", "none")
+    assert r.returncode == 2 and "millimetres" in r.stderr and "Traceback" not in r.stderr
+    r = cli(LIB, "measure", tmp_path / "metres.ply", "--output_dir", tmp_path / "x", "--progress", "none")
+    assert r.returncode == 2 and "no landmarks" in r.stderr
+    write_landmarks(lms + 300.0, tmp_path / "far.csv")
+    r = cli(LIB, "measure", tmp_path / "torso.ply", "--landmarks", tmp_path / "far.csv", "--output_dir",
+            tmp_path / "x", "--progress", "none")
+    assert r.returncode == 2 and "far from the surface" in r.stderr
+
+
+def test_compare_self_bulge_and_another_person(body, tmp_path, cli):
+    from BreastShapeModelLib.landmarks import write_landmarks
+    mesh, lms = body
+    mesh.export(tmp_path / "before.ply")
+    write_landmarks(lms, tmp_path / "before_anchors.mrk.json")
+    # the same surface, moved: a zero map
+    moved = mesh.copy()
+    rot = trimesh.transformations.rotation_matrix(0.05, [0, 1, 0])
+    rot[:3, 3] = [4.0, -3.0, 2.0]
+    moved.apply_transform(rot)
+    moved.export(tmp_path / "same.ply")
+    r = cli(LIB, "compare", tmp_path / "before.ply", tmp_path / "same.ply", "--output_dir", tmp_path / "c0",
+            "--progress", "none")
+    assert r.returncode == 0, r.stderr
+    c0 = json.loads((tmp_path / "c0" / "comparison.json").read_text())
+    assert c0["registration_residual_mm"] < 0.3 and abs(c0["volume_change_ml"]["left"]) < 5.0
+    assert c0["signed_distance_mm"]["mean_abs"] < 0.3
+    ply = (tmp_path / "c0" / "after_signed_distance.ply").read_bytes()[:800].decode("latin-1")
+    assert "signed_distance" in ply
+    # a larger left breast: the volume change is what was added
+    bigger = CENTRES.copy()
+    bigger[0] = CENTRES[0] * np.array([1.0, 1.0, 1.1])
+    after = _mesh(bigger)
+    after.export(tmp_path / "after.ply")
+    added = _outside_volume_ml(bigger[0]) - _outside_volume_ml(CENTRES[0])
+    r = cli(LIB, "compare", tmp_path / "before.ply", tmp_path / "after.ply", "--output_dir", tmp_path / "c1",
+            "--progress", "none")
+    assert r.returncode == 0, r.stderr
+    c1 = json.loads((tmp_path / "c1" / "comparison.json").read_text())
+    assert c1["volume_change_ml"]["left"] == pytest.approx(added, rel=0.05)
+    assert abs(c1["volume_change_ml"]["right"]) < 0.05 * added
+    # another person: a wider, taller torso does not register
+    other = mesh.copy()
+    other.vertices *= np.array([1.25, 1.1, 1.25])
+    other.export(tmp_path / "other.ply")
+    r = cli(LIB, "compare", tmp_path / "before.ply", tmp_path / "other.ply", "--output_dir", tmp_path / "c2",
+            "--progress", "none")
+    assert r.returncode == 2 and "do not register" in r.stderr, r.stderr
+    assert not (tmp_path / "c2" / "comparison.json").exists()

@@ -1,0 +1,269 @@
+"""The video pipeline's steps, each `(workspace, options, ...) -> report`, resumable: a step whose stamp (hash of
+its inputs, options and upstream stamps) is current returns its recorded report with `skipped: True`.
+
+Data flows one way: video -> frames -> cameras + points -> landmarks -> aligned cloud -> shape code -> mesh.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from BreastShapeModelLib.errors import UserError
+from BreastShapeModelLib.fileio import atomic_path, atomic_write_text
+from BreastShapeModelLib.landmarks import LANDMARK_NAMES
+from BreastShapeModelLib.options import as_dict
+from BreastShapeModelLib.progress import Progress
+from BreastShapeModelLib.workspace import file_key, stamp_of
+
+from . import scene_io as P
+from .cameras import read_cameras_json, read_points_ply, write_points_ply
+from .options import AlignOptions, ColourOptions, FrameOptions, SfmOptions, VideoFitOptions
+from .workspace import VideoWorkspace as W
+
+
+def _reuse(ws: W, step: str, key: str, force: bool) -> dict | None:
+    if not force and ws.is_done(step, key):
+        return {"skipped": True, **ws.step_report(step)}
+    return None
+
+
+def frames(ws: W, video: Path, opts: FrameOptions, progress: Progress, include=(), force: bool = False) -> dict:
+    """Sharpness-aware frame selection -> images/, frames.json."""
+    from .frames import extract_frames
+    if not Path(video).is_file():
+        raise UserError(f"video not found: {video}")
+    key = stamp_of("frames", {"video": file_key(video), "n": opts.num_frames, "uniform": opts.uniform,
+                              "thr": opts.sharpness_threshold, "include": list(include), "max": opts.max_frame_size})
+    if (done := _reuse(ws, "frames", key, force)) is not None:
+        return done
+    rec = extract_frames(Path(video), ws.root, opts.num_frames, opts.uniform, opts.sharpness_threshold,
+                         tuple(include), opts.max_frame_size, progress)
+    rep = {"frames": len(rec["frames"]), "video": rec["video"], "threshold": rec["threshold"],
+           "below_threshold": sum(f["below_threshold"] for f in rec["frames"])}
+    ws.mark_done("frames", key, [W.FRAMES, f"{W.IMAGES}/000.png"], rep)
+    return rep
+
+
+def sfm(ws: W, opts: SfmOptions, progress: Progress, force: bool = False) -> dict:
+    """Structure from motion (pycolmap, VGGSfM, or an imported model) -> cameras.json, points.ply."""
+    from . import sfm as S
+    upstream = ws.step_key("frames")
+    fields = ("backend", "camera_type", "shared_camera", "max_image_size", "max_features", "sift_peak_threshold",
+              "matching", "overlap", "query_method", "query_frame_num", "max_query_pts", "num_ba_iterations",
+              "dense_depth")
+    key = stamp_of("sfm", {"up": upstream, **{k: getattr(opts, k) for k in fields},
+                           "colmap": file_key(opts.import_colmap), "vggsfm": file_key(opts.import_vggsfm)})
+    if (done := _reuse(ws, "sfm", key, force)) is not None:
+        return done
+    n = len(list(ws.images.glob("*.png")))
+    if opts.import_colmap is not None:
+        result = S.import_colmap(opts.import_colmap, ws.images)
+    elif opts.import_vggsfm is not None:
+        result = S.import_vggsfm(opts.import_vggsfm, ws.images)
+    elif opts.backend == "vggsfm":
+        result = S.run_vggsfm(ws.root, opts.vggsfm_python, opts.vggsfm_dir, opts.query_method, opts.query_frame_num,
+                              opts.max_query_pts, opts.num_ba_iterations, opts.dense_depth, opts.camera_type,
+                              opts.shared_camera)
+    else:
+        result = S.run_colmap(ws.images, ws / W.SFM_DIR,
+                              S.ColmapOptions(opts.camera_type, opts.shared_camera, opts.max_image_size,
+                                              opts.max_features, opts.sift_peak_threshold, opts.matching,
+                                              opts.overlap, opts.sfm_threads), progress)
+    rep = S.write_outputs(ws.root, result, n)
+    if not rep["valid"]:
+        progress.warn("SfM result looks wrong: " + "; ".join(rep["problems"]))
+    ws.mark_done("sfm", key, [W.CAMERAS, W.POINTS, W.SFM_REPORT], rep)
+    return rep
+
+
+def dense(ws: W, progress: Progress, force: bool = False) -> dict:
+    """Rectified two-view stereo between neighbouring frames -> points_dense.ply."""
+    from .dense import densify
+    key = stamp_of("dense", {"up": ws.step_key("sfm")})
+    if (done := _reuse(ws, "dense", key, force)) is not None:
+        return done
+    scene = P.load_scene(ws.root, dense=False)
+    with progress.stage("densify", total=max(1, len(scene.cameras) - 1), unit="pair") as update:
+        cloud, rep = densify(scene, ws.images, on_pair=lambda k, n: update(k))
+    write_points_ply(ws / W.POINTS_DENSE, cloud.points, cloud.colors)
+    ws.mark_done("dense", key, [W.POINTS_DENSE], rep)
+    return rep
+
+
+def align(ws: W, landmarks: Path, opts: AlignOptions, model, progress: Progress, use_dense: bool = True,
+          force: bool = False) -> dict:
+    """Landmarks to 3D, weighted by their evidence; similarity to the model; prune -> aligned_pt_pruned.ply.
+    `model`: a `LazyModel` (loaded only when the step runs)."""
+    import cv2
+    from .align import LOO_TOLERANCE, align_and_prune, landmark_evidence, landmarks_to_3d, robust_landmark_weights
+    from .landmarks2d import check_inside, overlay, read_landmarks_2d, save_rgb
+    lm = read_landmarks_2d(landmarks)
+    with_dense = use_dense and ws.has_step("dense")
+    up = [ws.step_key("sfm")] + ([ws.step_key("dense")] if with_dense else [])
+    threshold = opts.threshold()
+    key = stamp_of("align", {"up": up, "lm": file_key(landmarks), "frame": opts.landmark_frame, "thr": threshold,
+                             "pruning": opts.pruning,
+                             "refine": opts.refine_landmarks, "robust": opts.robust_landmarks, "model": model.key,
+                             "debug": opts.debug})
+    if (done := _reuse(ws, "align", key, force)) is not None:
+        return done
+    net = model.get()
+    scene = P.load_scene(ws.root, dense=with_dense)
+    ref = P.frame_index(ws.root, scene, lm, opts.landmark_frame)
+    cam = scene.cameras[ref]
+    pixels = P.landmark_pixels_in_frame(ws.root, lm)
+    check_inside(type(lm)(pixels, lm.image, lm.video_frame, lm.source), cam.width, cam.height)
+    with progress.stage("align", total=3, unit="step") as update:
+        lms3, methods, info = landmarks_to_3d(scene, ws.images, ref, pixels, opts.refine_landmarks)
+        update(1, "landmarks in 3D")
+        evidence, why = landmark_evidence(methods, info["per_landmark"])
+        weights, loo = robust_landmark_weights(lms3, net.average_anchors, evidence) if opts.robust_landmarks \
+            else (np.ones(6), {})
+        res = align_and_prune(net, scene, lms3, threshold, weights)
+        update(2, "aligned and pruned")
+        write_points_ply(ws / W.LANDMARKS_3D, lms3)
+        write_points_ply(ws / W.ALIGNED_LANDMARKS, res.aligned_landmarks)
+        write_points_ply(ws / W.ALIGNED_CLOUD, res.aligned_points, res.aligned_colors)
+        if opts.debug:
+            pts, cols = res.debug["aligned_all"]
+            write_points_ply(ws / W.DEBUG_ALIGNED_ALL, pts, cols)
+            write_points_ply(ws / W.DEBUG_RAY_LANDMARKS, np.asarray(info["ray_points"]))
+        img = cv2.imread(str(ws.images / cam.name))[:, :, ::-1]
+        reproj = cam.project(lms3)[0]
+        save_rgb(ws / W.OVERLAY, overlay(img, pixels, extra=reproj))
+        update(3)
+    loo_mm = np.asarray(loo.get("loo_residual", [0.0] * 6)) * net.mm_per_unit
+    doubtful = []
+    for i in np.flatnonzero(weights < 0.5):
+        inconsistent = loo_mm[i] > LOO_TOLERANCE[i] * net.mm_per_unit
+        reason = (f"{loo_mm[i]:.0f} mm from where the other five put it" if inconsistent else "weak evidence") + \
+            f"; found by {why[i]}"
+        doubtful.append({"landmark": LANDMARK_NAMES[i], "weight": round(float(weights[i]), 3),
+                         "inconsistent": bool(inconsistent), "reason": reason,
+                         "leave_one_out_mm": round(float(loo_mm[i]), 1)})
+        progress.warn(f"landmark '{LANDMARK_NAMES[i]}' down-weighted to {weights[i]:.2f}: {reason}")
+    rep = {"landmark_frame": cam.name, "pruning_mode": opts.pruning, "methods": methods, "landmarks": info["per_landmark"], **res.counts,
+           "landmark_weights": weights.round(4).tolist(), "landmark_evidence": why, "down_weighted": doubtful, **loo,
+           "sfm_to_model": res.to_model.matrix().tolist(),
+           "reprojection_px": np.linalg.norm(reproj - pixels, axis=1).round(3).tolist()}
+    atomic_write_text(ws / W.ALIGN_REPORT, json.dumps(rep, indent=1))
+    ws.mark_done("align", key, [W.ALIGNED_CLOUD, W.ALIGNED_LANDMARKS, W.LANDMARKS_3D, W.ALIGN_REPORT, W.OVERLAY], rep)
+    return rep
+
+
+def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = False) -> dict:
+    """Fit the model to the aligned cloud -> reconstruction.ply (+ anchors, code, support), fit_report.json.
+
+    With fit-driven pruning, the loosely pruned cloud is fitted, pruned again from the fitted surface and refitted.
+    Every result is self-checked; when the check fails, the method's mean-surface pruning is tried as well and the
+    better-checked result kept, with a loud warning if none passes."""
+    from BreastShapeModelLib.reconstruct import RefineSettings, reconstruct_with_progress
+    from BreastShapeModelLib.self_check import SELF_CHECK_FAILED
+    from BreastShapeModelLib.results import fit_report, landmark_distances, write_reconstruction
+    from .align import mean_surface_distance
+    from .options import METHOD_PRUNING_THRESHOLD
+    opts.check()
+    metrical = opts.metrical or opts.nipple_to_nipple_dist is not None
+    refine = RefineSettings(threshold=opts.refit_threshold)
+    key = stamp_of("fit", {"up": ws.step_key("align"), "o": as_dict(opts), "m": metrical, "model": model.key})
+    if (done := _reuse(ws, "fit", key, force)) is not None:
+        return done
+    net = model.get()
+    settings = opts.settings(opts.latent_weight_for(net))
+    use_refine = ws.step_report("align").get("pruning_mode", "fit") == "fit"
+    pts, _ = read_points_ply(ws / W.ALIGNED_CLOUD)
+    lms, _ = read_points_ply(ws / W.ALIGNED_LANDMARKS)
+    align_rep = json.loads((ws / W.ALIGN_REPORT).read_text(encoding="utf-8"))
+    weights = np.asarray(align_rep.get("landmark_weights", [1.0] * 6), float)
+    t0 = time.perf_counter()
+    attempts = [("fit-driven pruning" if use_refine else "as aligned", pts, refine if use_refine else None)]
+    if use_refine:
+        near_mean = mean_surface_distance(net, pts) <= METHOD_PRUNING_THRESHOLD
+        if near_mean.sum() >= 100:
+            attempts.append(("the method's mean-surface pruning", pts[near_mean], None))
+    tried = []
+    for k, (name, cloud, ref) in enumerate(attempts):
+        total = settings.iterations + (ref.rounds * ref.iterations if ref else 0)
+        rec = reconstruct_with_progress(progress, "fit" if k == 0 else "refit", total, net, cloud, lms, settings,
+                                        opts.voxel_resolution, metrical, opts.nipple_to_nipple_dist,
+                                        chunk_size=opts.chunk_size, meshing=opts.meshing, landmark_weights=weights,
+                                        refine=ref)
+        tried.append((name, rec))
+        if rec.self_check["passed"]:
+            break
+        if k + 1 < len(attempts):
+            progress.log(f"self-check failed with {name} ({'; '.join(rec.self_check['problems'])}); trying "
+                         f"{attempts[k + 1][0]}")
+    name, rec = min(tried, key=lambda t: (len(t[1].self_check["problems"]), -t[1].self_check["metrics"]["coverage"]))
+    if not rec.self_check["passed"]:
+        rec.warnings.append(SELF_CHECK_FAILED + "; ".join(rec.self_check["problems"]))
+    units = "mm" if rec.output_frame == "metric" else "model"
+    sfm_to_model = np.asarray(align_rep["sfm_to_model"])
+    # output frame <- SfM frame: (metric scale or identity) * reconstruct's model map * the alignment
+    out_from_model = np.diag([rec.scale_mm_per_unit] * 3 + [1.0]) if metrical else np.linalg.inv(rec.to_model.matrix())
+    out_from_aligned = out_from_model @ rec.to_model.matrix()
+    landmarks_out = lms @ out_from_aligned[:3, :3].T + out_from_aligned[:3, 3]
+    report = {**fit_report(rec, units, opts.voxel_resolution), "pruning": name,
+              "attempts": [{"pruning": n, "passed": r.self_check["passed"], "problems": r.self_check["problems"]}
+                           for n, r in tried],
+              "total_seconds": round(time.perf_counter() - t0, 2), "support_mean": float(rec.support.mean()),
+              "settings": vars(settings), "options": as_dict(opts),
+              "output_from_sfm": (out_from_aligned @ sfm_to_model).tolist(),
+              # distances between the landmarks seen in the video (in the output frame), and between the model's
+              # fitted anchors (where the model puts them: differs by its anchor error, a few mm)
+              "measurements": landmark_distances(landmarks_out, units),
+              "model_anchor_measurements": landmark_distances(rec.anchors, units)}
+    write_reconstruction(ws, rec, units, report, landmarks=landmarks_out)
+    for w in report["warnings"]:
+        progress.warn(w)
+    small = {k: v for k, v in report.items() if k not in ("loss", "output_from_sfm")}
+    ws.mark_done("fit", key, [W.RECONSTRUCTION, W.FIT_REPORT], small)
+    return small
+
+
+def colorize(ws: W, opts: ColourOptions, progress: Progress, force: bool = False) -> dict:
+    """Colour the reconstruction from the frames -> reconstruction_colored.ply (per-vertex `views`)."""
+    from .colorize import colorize as colour_from_frames
+    key = stamp_of("colorize", {"up": ws.step_key("fit"), "rm": opts.remove_invisible})
+    if (done := _reuse(ws, "colorize", key, force)) is not None:
+        return done
+    mesh = trimesh.load(ws.reconstruction, process=False)
+    rep = json.loads(ws.fit_report.read_text(encoding="utf-8"))
+    m_sfm = mesh.copy()
+    m_sfm.apply_transform(np.linalg.inv(np.asarray(rep["output_from_sfm"])))
+    cams = read_cameras_json(ws / W.CAMERAS)
+    with progress.stage("colorize", total=len(cams), unit="frame") as update:
+        rgb, seen = colour_from_frames(m_sfm, cams, ws.images, lambda k, n: update(k))
+    faces = mesh.faces
+    keep_v = np.ones(len(mesh.vertices), bool)
+    if opts.remove_invisible:
+        faces = faces[(seen[faces] > 0).all(1)]
+        keep_v = np.zeros(len(mesh.vertices), bool)
+        keep_v[faces.ravel()] = True
+    remap = -np.ones(len(mesh.vertices), int)
+    remap[keep_v] = np.arange(keep_v.sum())
+    out = trimesh.Trimesh(mesh.vertices[keep_v], remap[faces], process=False,
+                          vertex_colors=np.concatenate([rgb[keep_v], np.full((keep_v.sum(), 1), 255, np.uint8)], 1))
+    out.vertex_attributes["views"] = seen[keep_v].astype(np.float32)
+    with atomic_path(ws / W.COLORED) as tmp:
+        out.export(tmp, file_type="ply")
+    rep = {"vertices": int(len(out.vertices)), "seen_fraction": float((seen > 0).mean()),
+           "removed_invisible": bool(opts.remove_invisible),
+           "mean_views": float(seen[seen > 0].mean()) if (seen > 0).any() else 0.0}
+    ws.mark_done("colorize", key, [W.COLORED], rep)
+    return rep
+
+
+def measure(ws: W, progress: Progress, force: bool = False) -> dict:
+    """Clinical measurements of the fitted surface (millimetres) -> measurements.json/.csv/.png/.pdf."""
+    from BreastShapeModelLib.api import measure_result
+    key = stamp_of("measure", {"up": ws.step_key("fit")})
+    if (done := _reuse(ws, "measure", key, force)) is not None:
+        return done
+    rep = measure_result(ws, progress)
+    ws.mark_done("measure", key, [] if "not_measured" in rep else [W.MEASUREMENTS], rep)
+    return rep

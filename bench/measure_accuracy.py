@@ -1,0 +1,181 @@
+"""Measurement accuracy against ground truth: breast volume per side, nipple-to-fold, nipple-to-midline, and the
+geodesic (along the skin) distances, with the coverage of the stated 90 % intervals; both chest-wall estimators
+side by side.
+
+    python bench/measure_accuracy.py [--num 8] [--sources generator anny] [--scans] [--videos runs/bench_batch]
+
+(a) on the exact ground-truth surface with the true landmarks (held-out generator seed, and Anny bodies when
+    `anny` is installed); the geodesic check measures the same landmarks on a mesh of the same torso at half the
+    spacing (generator only);
+(b) `--scans`: on reconstructions fitted by `run_scan` from 20,000 surface points with 1 mm noise and six landmarks
+    moved 3 mm, the true nipple distance given (metric output);
+(c) `--videos DIR`: on finished video runs of bench/batch_throughput.py (DIR/out_*/<subject>/1 with the truth in
+    DIR/videos/<subject>/truth).
+Per measure: mean error, mean absolute error (and %), 95 % limits of agreement, coverage of the intervals.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "BreastShapeModel"))
+from BreastShapeModelLib import synth  # noqa: E402
+from BreastShapeModelLib.measure.measurements import CHEST_WALL_METHODS, measure_surface  # noqa: E402
+
+HELD_OUT_SEED = 777_005
+
+
+def truth_values(truth: dict) -> dict:
+    return {"left_volume": truth["breast_volume_ml"]["left"], "right_volume": truth["breast_volume_ml"]["right"],
+            "left_nipple_to_fold": truth["nipple_to_fold_mm"]["left"],
+            "right_nipple_to_fold": truth["nipple_to_fold_mm"]["right"],
+            "left_nipple_to_midline": truth["nipple_to_midline_mm"]["left"],
+            "right_nipple_to_midline": truth["nipple_to_midline_mm"]["right"]}
+
+
+def measured_values(m) -> dict:
+    out = {}
+    for side in ("left", "right"):
+        v = m.breast_volume_ml[side]
+        out[f"{side}_volume"] = (v["value"], v["interval"])
+        for name in ("nipple_to_fold", "nipple_to_midline"):
+            d = m.distances_mm.get(f"{side}_{name}")
+            if d is not None:
+                out[f"{side}_{name}"] = (d["straight"], d.get("interval_straight", d["interval"]))
+    return out
+
+
+def summarise(title: str, records: list[dict]) -> None:
+    print(f"\n{title}")
+    print(f"{'measure':>22} {'n':>3} {'mean err':>9} {'MAE':>8} {'MAE %':>7} {'95% LoA':>19} {'90% cover':>10}")
+    keys = sorted({k for r in records for k in r})
+    for kind in ("volume", "nipple_to_fold", "nipple_to_midline", "geodesic"):
+        errs, rel, cover = [], [], []
+        for r in records:
+            for k in keys:
+                if k.endswith(kind) and k in r:
+                    est, lo_hi, true = r[k]
+                    errs.append(est - true)
+                    rel.append(abs(est - true) / max(abs(true), 1e-9))
+                    if lo_hi is not None:
+                        cover.append(lo_hi[0] <= true <= lo_hi[1])
+        if not errs:
+            continue
+        e = np.asarray(errs)
+        unit = "ml" if kind == "volume" else "mm"
+        loa = f"{e.mean() - 1.96 * e.std():+.1f} .. {e.mean() + 1.96 * e.std():+.1f}"
+        cov = f"{100 * np.mean(cover):.0f} %" if cover else "-"
+        print(f"{kind:>22} {len(e):>3} {e.mean():+8.1f}{unit} {np.abs(e).mean():7.1f}{unit} "
+              f"{100 * np.mean(rel):6.1f}% {loa:>17}{unit} {cov:>10}")
+
+
+def exact(sources, num, geodesic_check: int) -> None:
+    recs = {m: [] for m in CHEST_WALL_METHODS}
+    geo = []
+    t0 = time.perf_counter()
+    for source in sources:
+        for i in range(num):
+            t = synth.generate(i, HELD_OUT_SEED, source=source)
+            truth = truth_values(t.truth)
+            for method in CHEST_WALL_METHODS:
+                m = measure_surface(t.mesh, t.landmarks, chest_wall=method)
+                got = measured_values(m)
+                recs[method].append({k: (*got[k], truth[k]) for k in truth if k in got})
+            if source == "generator" and i < geodesic_check:
+                fine = synth._mesh(synth.Torso(t.params), synth.MESH_SPACING_MM / 2)
+                mf = measure_surface(fine, t.landmarks)
+                m = measure_surface(t.mesh, t.landmarks)
+                for name in ("sternal_notch_to_left_nipple", "nipple_to_nipple", "left_nipple_to_midline"):
+                    geo.append({f"{name}_geodesic": (m.distances_mm[name]["surface"], m.distances_mm[name]["interval"],
+                                                     mf.distances_mm[name]["surface"])})
+            print(f"  {source} {i}: truth L/R {truth['left_volume']:.0f}/{truth['right_volume']:.0f} ml, "
+                  f"measured {recs[CHEST_WALL_METHODS[0]][-1]['left_volume'][0]:.0f}/"
+                  f"{recs[CHEST_WALL_METHODS[0]][-1]['right_volume'][0]:.0f} ml (tps), "
+                  f"{recs[CHEST_WALL_METHODS[1]][-1]['left_volume'][0]:.0f}/"
+                  f"{recs[CHEST_WALL_METHODS[1]][-1]['right_volume'][0]:.0f} ml (plane)", flush=True)
+    for method in CHEST_WALL_METHODS:
+        summarise(f"(a) exact surfaces, {'+'.join(sources)}, chest wall {method} ({time.perf_counter() - t0:.0f} s)",
+                  recs[method])
+    if geo:
+        summarise("(a) geodesic on the 2.5 mm mesh against the 1.25 mm mesh of the same torso", geo)
+
+
+def scans(sources, num) -> None:
+    from BreastShapeModelLib.api import run_measure, run_scan
+    from BreastShapeModelLib.landmarks import write_landmarks
+    from BreastShapeModelLib.options import ScanOptions
+    recs = []
+    rng = np.random.default_rng(5)
+    with tempfile.TemporaryDirectory() as tmp:
+        for source in sources:
+            for i in range(num):
+                t = synth.generate(i, HELD_OUT_SEED, source=source)
+                pts = t.mesh.sample(20000) + rng.normal(0, 1.0, (20000, 3))
+                lms = t.landmarks + rng.normal(0, 3.0 / np.sqrt(3), (6, 3))
+                d = Path(tmp) / f"{source}{i}"
+                d.mkdir()
+                np.save(d / "cloud.npy", pts)
+                write_landmarks(lms, d / "lm.csv")
+                n2n = float(np.linalg.norm(t.landmarks[2] - t.landmarks[3]))
+                r = run_scan(d / "cloud.npy", d / "fit", d / "lm.csv", ScanOptions(nipple_to_nipple_dist=n2n))
+                m = run_measure(r.workspace.reconstruction, d / "measure").report
+                truth = truth_values(t.truth)
+                got = {}
+                for side in ("left", "right"):
+                    v = m["breast_volume_ml"][side]
+                    got[f"{side}_volume"] = (v["value"], v["interval"])
+                    for name in ("nipple_to_fold", "nipple_to_midline"):
+                        dd = m["distances_mm"].get(f"{side}_{name}")
+                        if dd:
+                            got[f"{side}_{name}"] = (dd["straight"], dd.get("interval_straight", dd["interval"]))
+                recs.append({k: (*got[k], truth[k]) for k in truth if k in got})
+                print(f"  scan {source} {i}: truth L/R {truth['left_volume']:.0f}/{truth['right_volume']:.0f} ml, "
+                      f"measured {got['left_volume'][0]:.0f}/{got['right_volume'][0]:.0f} ml", flush=True)
+    summarise(f"(b) reconstructions from 20k-point scans ({'+'.join(sources)})", recs)
+
+
+def videos(root: Path) -> None:
+    from BreastShapeModelLib.api import run_measure
+    recs = []
+    for out in sorted(root.glob("out_*/*/1/reconstruction.ply")):
+        subject = out.parent.parent.name
+        truth_file = root / "videos" / subject / "truth" / "torso.json"
+        if not truth_file.is_file():
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            m = run_measure(out, tmp).report
+        truth = truth_values(json.loads(truth_file.read_text())["truth"])
+        got = {f"{s}_volume": (m["breast_volume_ml"][s]["value"], m["breast_volume_ml"][s]["interval"])
+               for s in ("left", "right")}
+        recs.append({k: (*got[k], truth[k]) for k in got})
+        print(f"  video {out.parent.parent.parent.name}/{subject}: truth L/R {truth['left_volume']:.0f}/"
+              f"{truth['right_volume']:.0f} ml, measured {got['left_volume'][0]:.0f}/{got['right_volume'][0]:.0f} ml")
+    summarise(f"(c) video reconstructions in {root}", recs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--num", type=int, default=8)
+    ap.add_argument("--sources", nargs="+", default=["generator"])
+    ap.add_argument("--geodesic_check", type=int, default=2)
+    ap.add_argument("--scans", action="store_true")
+    ap.add_argument("--no_exact", action="store_true")
+    ap.add_argument("--videos", type=Path, default=None)
+    args = ap.parse_args()
+    if not args.no_exact:
+        exact(args.sources, args.num, args.geodesic_check)
+    if args.scans:
+        scans(args.sources, args.num)
+    if args.videos:
+        videos(args.videos)
+
+
+if __name__ == "__main__":
+    main()
