@@ -164,7 +164,8 @@ class FitJob:
 
 
 REQUIRED_PACKAGES = {"skimage": "scikit-image", "trimesh": "trimesh", "h5py": "h5py", "yaml": "pyyaml",
-                     "tqdm": "tqdm", "scipy": "scipy", "rtree": "rtree"}
+                     "tqdm": "tqdm", "scipy": "scipy", "rtree": "rtree", "potpourri3d": "potpourri3d",
+                     "matplotlib": "matplotlib"}
 
 
 def missing_packages() -> list[str]:
