@@ -126,6 +126,7 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
         report["measurements"] = landmark_distances(lms_out, units)
     files = write_reconstruction(ws, rec, units, report, support_colors(rec.support, limit), lms_out)
     if opts.measure:
+        from .measure.run import measure_result
         report["clinical"] = measure_result(ws, progress)
         atomic_write_text(ws.fit_report, json.dumps(report, indent=1, default=str))
     ws.mark_done("reconstruct", key, [Workspace.RECONSTRUCTION, Workspace.FIT_REPORT], {})
@@ -135,44 +136,14 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
     return RunResult(ws, report, files=files)
 
 
-def measure_result(ws: Workspace, progress: Progress | None = None) -> dict:
-    """Measure a run's reconstruction into its own folder; the values for its report, or why it was not measured
-    (not in millimetres, no landmarks): a warning, never a failed run."""
-    try:
-        r = run_measure(ws.reconstruction, ws.root, progress=progress).report
-    except UserError as exc:
-        if progress:
-            progress.warn(f"not measured: {exc}")
-        return {"not_measured": str(exc)}
-    if progress:
-        from .cli_measure import summary_lines
-        for line in summary_lines(r):
-            progress.log(line)
-    return {k: r[k] for k in ("breast_volume_ml", "distances_mm", "symmetry", "chest_wall_method")}
-
-
 def run_measure(surface: str | Path, output_dir: str | Path, landmarks: str | Path | None = None,
                 progress: Progress | None = None) -> RunResult:
     """Measure a surface in millimetres (ours, a scanner's, a model saved from Slicer): footprints, volumes against
     the estimated chest wall, tape distances, symmetry, intervals -> measurements.json/.csv/.png/.pdf, footprint
-    curves, chest wall. Landmarks: the given file, else the anchors beside one of our reconstructions."""
-    from .measure.measurements import measure_surface
-    from .measure.report import MEASUREMENTS_JSON, write_measurements
-    from .measure.surface_io import find_landmarks, find_residual, find_support, read_surface
-    surface = Path(surface)
-    mesh = read_surface(surface)
-    lms, lm_path = find_landmarks(surface, Path(landmarks) if landmarks is not None else None)
-    support = find_support(mesh, surface)
-    residual = find_residual(surface)
+    curves, chest wall. Landmarks: the given file, else the ones beside one of our reconstructions."""
+    from .measure.run import measure_file
     out = Workspace(output_dir).create()
-    if progress:
-        progress.log(f"measuring {surface.name} ({len(mesh.vertices)} vertices; landmarks from {lm_path.name}; "
-                     f"{'with' if support is not None else 'no'} support map)")
-    m = measure_surface(mesh, lms, support, residual, where=str(surface))
-    files = write_measurements(out.root, m, mesh, lms, {"surface": str(surface), "landmarks": str(lm_path),
-                                                         "support_map": support is not None,
-                                                         "fit_residual_mm": residual})
-    report = json.loads((out / MEASUREMENTS_JSON).read_text(encoding="utf-8"))
+    report, files = measure_file(Path(surface), out, Path(landmarks) if landmarks is not None else None, progress)
     return RunResult(out, report, files=files)
 
 

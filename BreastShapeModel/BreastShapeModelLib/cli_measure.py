@@ -32,23 +32,9 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
 
-def summary_lines(report: dict) -> list[str]:
-    """The measurements as a few lines for the terminal and logs."""
-    v = report["breast_volume_ml"]
-    d = report["distances_mm"]
-    lines = [f"breast volume left {v['left']['value']:.0f} ml [{v['left']['interval'][0]:.0f}-"
-             f"{v['left']['interval'][1]:.0f}], right {v['right']['value']:.0f} ml [{v['right']['interval'][0]:.0f}-"
-             f"{v['right']['interval'][1]:.0f}] (chest wall: {report['chest_wall_method']})"]
-    for name in ("sternal_notch_to_left_nipple", "sternal_notch_to_right_nipple", "nipple_to_nipple",
-                 "left_nipple_to_fold", "right_nipple_to_fold"):
-        if name in d:
-            lines.append(f"{name.replace('_', ' ')}: {d[name]['straight']:.1f} mm straight, "
-                         f"{d[name]['surface']:.1f} mm along the skin")
-    return lines
-
-
 def cmd_measure(args, progress: Progress) -> int:
     from .api import run_measure
+    from .measure.report import summary_lines
     result = run_measure(args.surface, args.output_dir, args.landmarks, progress)
     for line in summary_lines(result.report):
         progress.log(line)

@@ -260,7 +260,7 @@ def colorize(ws: W, opts: ColourOptions, progress: Progress, force: bool = False
 
 def measure(ws: W, progress: Progress, force: bool = False) -> dict:
     """Clinical measurements of the fitted surface (millimetres) -> measurements.json/.csv/.png/.pdf."""
-    from BreastShapeModelLib.api import measure_result
+    from BreastShapeModelLib.measure.run import measure_result
     key = stamp_of("measure", {"up": ws.step_key("fit")})
     if (done := _reuse(ws, "measure", key, force)) is not None:
         return done
