@@ -114,9 +114,9 @@ def exact(sources, num, geodesic_check: int) -> None:
                   f"{truth.get('left_volume_side', float('nan')):.0f}/{truth.get('right_volume_side', float('nan')):.0f} "
                   f"ml (side), "
                   f"measured {recs[CHEST_WALL_METHODS[0]][-1]['left_volume'][0]:.0f}/"
-                  f"{recs[CHEST_WALL_METHODS[0]][-1]['right_volume'][0]:.0f} ml (tps), "
+                  f"{recs[CHEST_WALL_METHODS[0]][-1]['right_volume'][0]:.0f} ml (envelope), "
                   f"{recs[CHEST_WALL_METHODS[1]][-1]['left_volume'][0]:.0f}/"
-                  f"{recs[CHEST_WALL_METHODS[1]][-1]['right_volume'][0]:.0f} ml (plane)", flush=True)
+                  f"{recs[CHEST_WALL_METHODS[1]][-1]['right_volume'][0]:.0f} ml (footprint plane)", flush=True)
     for method in CHEST_WALL_METHODS:
         summarise(f"(a) exact surfaces, {'+'.join(sources)}, chest wall {method} ({time.perf_counter() - t0:.0f} s)",
                   recs[method])

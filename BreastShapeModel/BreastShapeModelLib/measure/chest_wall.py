@@ -34,7 +34,7 @@ PENALTY = 3.0               # second-difference penalty of the P-spline (relativ
 class ChestWall:
     wall: np.ndarray                 # [Y, T] wall radius (NaN outside the torso band)
     regions: dict                    # "left"/"right" -> [Y, T] bool footprint mask
-    method: str = "boundary_pspline"
+    method: str = "envelope_pspline"
 
 
 def _basis(x: np.ndarray, spacing: float, degree: int = 3):

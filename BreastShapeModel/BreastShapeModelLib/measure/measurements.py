@@ -83,11 +83,11 @@ def check_units(mesh: trimesh.Trimesh, landmarks: np.ndarray, where: str) -> Non
         raise UserError(f"{where}: landmarks far from the surface: {', '.join(far)}; are they of this surface?")
 
 
-CHEST_WALL_METHODS = ("boundary_tps", "boundary_plane")
+CHEST_WALL_METHODS = ("envelope_pspline", "footprint_plane")
 
 
 def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.ndarray | None = None,
-                    residual_mm: float = 0.0, where: str = "surface", chest_wall: str = "boundary_tps") -> Measurements:
+                    residual_mm: float = 0.0, where: str = "surface", chest_wall: str = "envelope_pspline") -> Measurements:
     """Every measurement of a surface in mm with its six landmarks; `support` per vertex (distance to the nearest
     input point, mm) widens the intervals where the model filled in; `residual_mm` (fit residual) widens all."""
     lm = np.asarray(landmarks, float)
@@ -116,7 +116,7 @@ def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.nd
     for side, idx in (("left", L_NIPPLE), ("right", R_NIPPLE)):
         region = cw.regions[side]
         curve = footprint_curve(rm, region)
-        if chest_wall == "boundary_plane":                 # the naive baseline, for the bench
+        if chest_wall == "footprint_plane":                 # the naive baseline, for the bench
             cw.wall = np.where(region, plane_wall(rm, curve), cw.wall)
         v = rm.volume_ml(cw.wall, region)
         observed = 1.0
