@@ -112,11 +112,9 @@ def exact(sources, num, geodesic_check: int) -> None:
                                                      mf.distances_mm[name]["surface"])})
             print(f"  {source} {i}: truth L/R {truth['left_volume']:.0f}/{truth['right_volume']:.0f} ml (box), "
                   f"{truth.get('left_volume_side', float('nan')):.0f}/{truth.get('right_volume_side', float('nan')):.0f} "
-                  f"ml (side), "
-                  f"measured {recs[CHEST_WALL_METHODS[0]][-1]['left_volume'][0]:.0f}/"
-                  f"{recs[CHEST_WALL_METHODS[0]][-1]['right_volume'][0]:.0f} ml (envelope), "
-                  f"{recs[CHEST_WALL_METHODS[1]][-1]['left_volume'][0]:.0f}/"
-                  f"{recs[CHEST_WALL_METHODS[1]][-1]['right_volume'][0]:.0f} ml (footprint plane)", flush=True)
+                  f"ml (side), measured " + ", ".join(f"{recs[m][-1]['left_volume'][0]:.0f}/"
+                                                      f"{recs[m][-1]['right_volume'][0]:.0f} ml ({m})"
+                                                      for m in CHEST_WALL_METHODS), flush=True)
     for method in CHEST_WALL_METHODS:
         summarise(f"(a) exact surfaces, {'+'.join(sources)}, chest wall {method} ({time.perf_counter() - t0:.0f} s)",
                   recs[method])
