@@ -80,10 +80,7 @@ def _draw_mesh(ax, mesh_body: trimesh.Trimesh, view: str, scalars=None, cmap=Non
     v, f = mesh_body.vertices, mesh_body.faces
     axes, depth_axis, light = ((0, 1), 2, np.array([0.3, 0.4, 1.0])) if view == "front" else \
         ((2, 1), 0, np.array([1.0, 0.4, 0.3]))
-    if view == "front":
-        tri = v[f][:, :, axes] * np.array([-1, 1])               # viewer faces the patient: her left on the right
-    else:
-        tri = v[f][:, :, axes]
+    tri = v[f][:, :, axes]          # front: body x (the patient's left) to the right, as seen facing her
     n = mesh_body.face_normals
     order = np.argsort(v[f][:, :, depth_axis].mean(1))          # far faces first
     shade = np.clip(n @ (light / np.linalg.norm(light)), 0.15, 1.0)
@@ -92,7 +89,7 @@ def _draw_mesh(ax, mesh_body: trimesh.Trimesh, view: str, scalars=None, cmap=Non
         colours = plt.get_cmap(cmap)(norm(scalars[f].mean(1)))[:, :3] * (0.55 + 0.45 * shade[:, None])
     else:
         colours = np.stack([0.93 * shade, 0.80 * shade, 0.72 * shade], 1)
-    ax.add_collection(PolyCollection(tri[order], facecolors=colours[order], edgecolors="none"))
+    ax.add_collection(PolyCollection(tri[order], facecolors=colours[order], edgecolors="none", rasterized=True))
     ax.set_aspect("equal")
     ax.autoscale_view()
     ax.axis("off")
@@ -100,7 +97,7 @@ def _draw_mesh(ax, mesh_body: trimesh.Trimesh, view: str, scalars=None, cmap=Non
 
 def _front(p):
     p = np.atleast_2d(p)
-    return np.stack([-p[:, 0], p[:, 1]], 1)
+    return p[:, :2]
 
 
 def sheet(out: Path, m: Measurements, mesh: trimesh.Trimesh, landmarks: np.ndarray) -> list[Path]:
