@@ -158,15 +158,19 @@ def scans(sources, num) -> None:
 
 def videos(root: Path) -> None:
     from BreastShapeModelLib.api import run_measure
-    recs = []
+    recs, seen = [], set()
     for out in sorted(root.glob("out_*/*/1/reconstruction.ply")):
         subject = out.parent.parent.name
+        if subject in seen:                                  # the same video under another batch setting
+            continue
+        seen.add(subject)
         truth_file = root / "videos" / subject / "truth" / "torso.json"
         if not truth_file.is_file():
             continue
         with tempfile.TemporaryDirectory() as tmp:
             m = run_measure(out, tmp).report
-        truth = truth_values(json.loads(truth_file.read_text())["truth"])
+        doc = json.loads(truth_file.read_text())
+        truth = truth_values(doc.get("truth", doc))
         got = {f"{s}_volume": (m["breast_volume_ml"][s]["value"], m["breast_volume_ml"][s]["interval"])
                for s in ("left", "right")}
         recs.append({k: (*got[k], truth[k]) for k in got})
