@@ -95,45 +95,46 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
         raise UserError(f"landmark file not found: {landmarks}")
     check_output_not_input(output_dir, input, landmarks)
     ws = Workspace(output_dir)
-    lazy = model if isinstance(model, LazyModel) else LazyModel(model)
-    key = stamp_of("reconstruct", {"input": file_key(input), "landmarks": file_key(landmarks),
-                                   "options": as_dict(opts), "model": lazy.key})
-    if not force and ws.is_done("reconstruct", key):
-        return RunResult(ws, json.loads(ws.fit_report.read_text(encoding="utf-8")), skipped=True)
-    points, kind = read_cloud(input, opts.max_points, opts.seed)
-    lms = read_landmarks(landmarks) if landmarks is not None else None
-    net = lazy.get()
-    ws.create()
-    metrical = opts.metrical or opts.nipple_to_nipple_dist is not None
-    settings = opts.settings(opts.latent_weight, with_landmarks=lms is not None)
-    t0 = time.perf_counter()
-    rec = reconstruct_with_progress(progress, "fit", opts.iterations, net, points, lms, settings,
-                                    opts.voxel_resolution, metrical, opts.nipple_to_nipple_dist,
-                                    chunk_size=opts.chunk_size, meshing=opts.meshing)
-    if not rec.self_check["passed"]:
-        rec.warnings.append(SELF_CHECK_FAILED + "; ".join(rec.self_check["problems"]))
-    units = "mm" if rec.output_frame == "metric" else "input"
-    limit = float(np.percentile(rec.support, 50)) * 4 if len(rec.support) else 1.0
-    report = {"input": str(input), "input_kind": kind, "input_points": int(len(points)),
-              "landmarks": str(landmarks) if landmarks else None, "model": net.describe(),
-              **fit_report(rec, units, opts.voxel_resolution), "settings": vars(settings), "options": as_dict(opts),
-              "input_to_model": rec.to_model.matrix().tolist(), "support_color_limit": limit,
-              "total_seconds": round(time.perf_counter() - t0, 3),
-              "model_anchor_measurements": landmark_distances(rec.anchors, units)}
-    lms_out = None
-    if lms is not None:           # the given landmarks' distances, in the output frame
-        lms_out = rec.scale_mm_per_unit * rec.to_model.apply(lms) if rec.output_frame == "metric" else lms
-        report["measurements"] = landmark_distances(lms_out, units)
-    files = write_reconstruction(ws, rec, units, report, support_colors(rec.support, limit), lms_out)
-    if opts.measure:
-        from .measure.run import measure_result
-        report["clinical"] = measure_result(ws, progress)
-        atomic_write_text(ws.fit_report, json.dumps(report, indent=1, default=str))
-    ws.mark_done("reconstruct", key, [Workspace.RECONSTRUCTION, Workspace.FIT_REPORT], {})
-    if progress:
-        for w in rec.warnings:
-            progress.warn(w)
-    return RunResult(ws, report, files=files)
+    with ws.lock():
+        lazy = model if isinstance(model, LazyModel) else LazyModel(model)
+        key = stamp_of("reconstruct", {"input": file_key(input), "landmarks": file_key(landmarks),
+                                       "options": as_dict(opts), "model": lazy.key})
+        if not force and ws.is_done("reconstruct", key):
+            return RunResult(ws, json.loads(ws.fit_report.read_text(encoding="utf-8")), skipped=True)
+        points, kind = read_cloud(input, opts.max_points, opts.seed)
+        lms = read_landmarks(landmarks) if landmarks is not None else None
+        net = lazy.get()
+        ws.create()
+        metrical = opts.metrical or opts.nipple_to_nipple_dist is not None
+        settings = opts.settings(opts.latent_weight, with_landmarks=lms is not None)
+        t0 = time.perf_counter()
+        rec = reconstruct_with_progress(progress, "fit", opts.iterations, net, points, lms, settings,
+                                        opts.voxel_resolution, metrical, opts.nipple_to_nipple_dist,
+                                        chunk_size=opts.chunk_size, meshing=opts.meshing)
+        if not rec.self_check["passed"]:
+            rec.warnings.append(SELF_CHECK_FAILED + "; ".join(rec.self_check["problems"]))
+        units = "mm" if rec.output_frame == "metric" else "input"
+        limit = float(np.percentile(rec.support, 50)) * 4 if len(rec.support) else 1.0
+        report = {"input": str(input), "input_kind": kind, "input_points": int(len(points)),
+                  "landmarks": str(landmarks) if landmarks else None, "model": net.describe(),
+                  **fit_report(rec, units, opts.voxel_resolution), "settings": vars(settings), "options": as_dict(opts),
+                  "input_to_model": rec.to_model.matrix().tolist(), "support_color_limit": limit,
+                  "total_seconds": round(time.perf_counter() - t0, 3),
+                  "model_anchor_measurements": landmark_distances(rec.anchors, units)}
+        lms_out = None
+        if lms is not None:           # the given landmarks' distances, in the output frame
+            lms_out = rec.scale_mm_per_unit * rec.to_model.apply(lms) if rec.output_frame == "metric" else lms
+            report["measurements"] = landmark_distances(lms_out, units)
+        files = write_reconstruction(ws, rec, units, report, support_colors(rec.support, limit), lms_out)
+        if opts.measure:
+            from .measure.run import measure_result
+            report["clinical"] = measure_result(ws, progress)
+            atomic_write_text(ws.fit_report, json.dumps(report, indent=1, default=str))
+        ws.mark_done("reconstruct", key, [Workspace.RECONSTRUCTION, Workspace.FIT_REPORT], {})
+        if progress:
+            for w in rec.warnings:
+                progress.warn(w)
+        return RunResult(ws, report, files=files)
 
 
 def run_measure(surface: str | Path, output_dir: str | Path, landmarks: str | Path | None = None,
@@ -142,8 +143,10 @@ def run_measure(surface: str | Path, output_dir: str | Path, landmarks: str | Pa
     the estimated chest wall, tape distances, symmetry, intervals -> measurements.json/.csv/.png/.pdf, footprint
     curves, chest wall. Landmarks: the given file, else the ones beside one of our reconstructions."""
     from .measure.run import measure_file
-    out = Workspace(output_dir).create()
-    report, files = measure_file(Path(surface), out, Path(landmarks) if landmarks is not None else None, progress)
+    out = Workspace(output_dir)
+    with out.lock():
+        report, files = measure_file(Path(surface), out, Path(landmarks) if landmarks is not None else None,
+                                     progress)
     return RunResult(out, report, files=files)
 
 
@@ -161,10 +164,11 @@ def run_compare(before: str | Path, after: str | Path, output_dir: str | Path, b
         la, la_path = find_landmarks(after, Path(after_landmarks) if after_landmarks else None)
     except UserError:
         la, la_path = None, None                         # registered from the surfaces alone
-    out = Workspace(output_dir).create()
+    out = Workspace(output_dir)
     c = compare_surfaces(mb, lb, ma, la)
-    files = write_comparison(out.root, c, mb, lb, {"before": str(before), "after": str(after),
-                                                   "after_landmarks": str(la_path) if la_path else None})
+    with out.lock():
+        files = write_comparison(out.root, c, mb, lb, {"before": str(before), "after": str(after),
+                                                       "after_landmarks": str(la_path) if la_path else None})
     if progress:
         progress.log(f"registered on the unchanged regions: {c.residual_mm:.2f} mm median residual")
     return RunResult(out, json.loads((out / COMPARISON_JSON).read_text(encoding="utf-8")), files=files)

@@ -22,6 +22,7 @@ from .options import MeshOptions, ModelOptions, add_options, from_args
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -187,19 +188,38 @@ def cmd_info(args, progress: Progress) -> int:
     return 0
 
 
+class Cancelled(KeyboardInterrupt):
+    """SIGTERM (what the Slicer modules' Cancel sends) is handled like Ctrl-C: a clean stop, finished steps kept."""
+
+
+def _on_sigterm(signum, frame):
+    raise Cancelled()
+
+
 def dispatch(args, interrupted: str = "interrupted; finished outputs are kept") -> int:
-    """Run a parsed command: user errors as one line (exit 2), Ctrl-C as exit 130; shared by both CLIs."""
+    """Run a parsed command: user errors as one line (exit 2), Ctrl-C as exit 130 and SIGTERM as exit 143, each
+    with a JSON `error` event (`cancelled: true` for the two signals); shared by both CLIs. Temporary files are
+    removed on the way out (every write goes through a temporary sibling)."""
+    import signal
+    import threading
     progress = Progress(getattr(args, "progress", "bar"))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args, progress)
     except UserError as exc:
         progress.event("error", message=str(exc))
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        progress.event("error", message="interrupted")
-        print(interrupted, file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Cancelled)
+        progress.event("error", message="cancelled" if terminated else "interrupted", cancelled=True)
+        print(("cancelled; " + interrupted.split("; ", 1)[-1]) if terminated else interrupted, file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    except BrokenPipeError:                     # e.g. `info | head`: the reader left; nothing more to say
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:

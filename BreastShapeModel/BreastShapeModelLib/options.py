@@ -7,7 +7,7 @@ so the Slicer modules import it before torch is installed.
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 

@@ -16,6 +16,7 @@ from scipy.spatial import cKDTree
 from .alignment import Similarity, umeyama
 from .errors import UserError
 from .fitting import FitResult, FitSettings, fit_code
+from .progress import Progress
 from .self_check import self_check
 from .shape_model import ShapeModel
 from .surface_distance import point_to_mesh_distance

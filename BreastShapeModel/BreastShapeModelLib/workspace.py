@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UserError
@@ -71,6 +76,54 @@ class Workspace:
             raise UserError(f"the output folder {self.root} is not a folder")
         return self
 
+    # --------------------------------------------------------------------------------------- one run at a time
+    LOCK = ".lock"
+
+    @contextmanager
+    def lock(self):
+        """Hold the folder for this process: a second run on it is refused, naming the holder; a lock left by a
+        process that no longer exists (on this host) is taken over. Re-entrant within one process."""
+        self.create()
+        path = self.root / self.LOCK
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv[:3]),
+              "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    holder = json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    holder = {}
+                if holder.get("pid") == me["pid"] and holder.get("host") == me["host"]:
+                    yield                                   # this process holds it already
+                    return
+                if holder.get("host") == me["host"] and not _alive(holder.get("pid")):
+                    path.unlink(missing_ok=True)             # stale: its process is gone
+                    continue
+                if not holder:                               # being written by its owner right now
+                    time.sleep(0.2)
+                    continue
+                raise UserError(f"{self.root} is in use by process {holder.get('pid')} on {holder.get('host')} since "
+                                f"{holder.get('since')} ({holder.get('command')}); wait for it to finish or stop it "
+                                f"(if that process is gone, delete {path})") from None
+            except OSError as exc:
+                raise UserError(f"cannot write in the output folder {self.root}: {exc.strerror or exc}") from None
+            else:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump(me, f)
+                break
+        else:
+            raise UserError(f"{self.root}: cannot take its lock {path}")
+        try:
+            yield
+        finally:
+            try:
+                if json.loads(path.read_text(encoding="utf-8")).get("pid") == me["pid"]:
+                    path.unlink()
+            except (OSError, ValueError):
+                pass
+
     # --------------------------------------------------------------------------------------- step stamps
     def _stamp(self, step: str) -> Path:
         return self.root / ".steps" / f"{step}.json"
@@ -109,3 +162,15 @@ class Workspace:
         for s in steps:
             if self._stamp(s).exists():
                 self._stamp(s).unlink()
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -58,63 +58,63 @@ def run_video(video: str | Path, output_dir: str | Path | None = None,
     lm_file = None if callable(landmarks) else Path(landmarks)
     check_output_not_input(ws.root, video, lm_file)
     lm = read_landmarks_2d(lm_file) if lm_file is not None else None
-    ws.create()
-    net = model if isinstance(model, LazyModel) else LazyModel(model if model is not None else opts.model)
-    reports, times = {}, {}
+    with ws.lock():
+        net = model if isinstance(model, LazyModel) else LazyModel(model if model is not None else opts.model)
+        reports, times = {}, {}
 
-    def step(name, fn, *args):
-        t = time.perf_counter()
-        progress.event("step", name=name, status="start")
-        rep = fn(*args)
-        times[name] = round(time.perf_counter() - t, 2)
-        reports[name] = rep
-        status = "skipped" if rep.get("skipped") else "done"
-        progress.event("step", name=name, status=status, seconds=times[name])
-        progress.log(f"{name}: " + ("reused the finished step" if rep.get("skipped") else f"ran in {times[name]:.1f} s"))
-        return rep
+        def step(name, fn, *args):
+            t = time.perf_counter()
+            progress.event("step", name=name, status="start")
+            rep = fn(*args)
+            times[name] = round(time.perf_counter() - t, 2)
+            reports[name] = rep
+            status = "skipped" if rep.get("skipped") else "done"
+            progress.event("step", name=name, status=status, seconds=times[name])
+            progress.log(f"{name}: " + ("reused the finished step" if rep.get("skipped") else f"ran in {times[name]:.1f} s"))
+            return rep
 
-    include = (lm.video_frame,) if lm is not None and lm.video_frame is not None else ()
-    step("frames", steps.frames, ws, video, opts.frames, progress, include, force)
-    step("sfm", steps.sfm, ws, opts.sfm, progress, force)
-    if opts.sfm.dense:
-        step("dense", steps.dense, ws, progress, force)
-    if lm_file is None:
-        lm_file = landmarks(ws)
+        include = (lm.video_frame,) if lm is not None and lm.video_frame is not None else ()
+        step("frames", steps.frames, ws, video, opts.frames, progress, include, force)
+        step("sfm", steps.sfm, ws, opts.sfm, progress, force)
+        if opts.sfm.dense:
+            step("dense", steps.dense, ws, progress, force)
         if lm_file is None:
-            raise UserError("landmark picking was cancelled")
-    step("align", steps.align, ws, lm_file, opts.align, net, progress, opts.sfm.dense, force)
-    fit = step("fit", steps.fit, ws, opts.fit, net, progress, force)
-    if opts.colour.colorize or opts.colour.remove_invisible:
-        step("colorize", steps.colorize, ws, opts.colour, progress, force)
-    if opts.measure:
-        step("measure", steps.measure, ws, progress, force)
-    skipped = all(r.get("skipped") for r in reports.values())
-    if not (skipped and (ws / W.OVERVIEW).exists()):
-        from .overview import overview
-        overview(ws.root)
-    sfm, align = reports["sfm"], reports["align"]
-    report = {
-        "video": str(video), "output_dir": str(ws.root), "total_seconds": round(time.perf_counter() - t_all, 2),
-        "step_seconds": times, "skipped": [k for k, v in reports.items() if v.get("skipped")],
-        "frames": reports["frames"].get("frames"), "registered": sfm.get("registered"), "sfm_points": sfm.get("points"),
-        "sfm_valid": sfm.get("valid"), "sfm_problems": sfm.get("problems"),
-        "reprojection_error_px": sfm.get("mean_reprojection_error_px"),
-        "dense_points": reports.get("dense", {}).get("points"),
-        "landmark_frame": align.get("landmark_frame"), "landmark_methods": align.get("methods"),
-        "cloud_points_kept": align.get("kept_points"), "residuals": fit.get("residuals"),
-        "scale_mm_per_unit": fit.get("scale_mm_per_unit"), "scale_source": fit.get("scale_source"),
-        "scale_check": fit.get("scale_check"), "units": fit.get("units"), "measurements": fit.get("measurements"),
-        "clinical": {k: v for k, v in reports.get("measure", {}).items() if k != "skipped"},
-        "steps": reports, "self_check": fit.get("self_check"), "warnings": fit.get("warnings", []),
-        "landmark_weights": align.get("landmark_weights"), "down_weighted": align.get("down_weighted"),
-        "outputs": {"mesh": str(ws.reconstruction), "overview": str(ws / W.OVERVIEW),
-                    "colored": str(ws / W.COLORED) if reports.get("colorize") else None},
-    }
-    atomic_write_text(ws.report, json.dumps(report, indent=1, default=str))
-    result = RunResult(ws, report, skipped=skipped, files=[ws.reconstruction, ws.report, ws / W.OVERVIEW])
-    if not result.passed and fit.get("skipped"):          # a resumed run repeats the warning the fit gave
-        progress.warn(SELF_CHECK_FAILED + "; ".join(result.report["self_check"].get("problems", [])))
-    return result
+            lm_file = landmarks(ws)
+            if lm_file is None:
+                raise UserError("landmark picking was cancelled")
+        step("align", steps.align, ws, lm_file, opts.align, net, progress, opts.sfm.dense, force)
+        fit = step("fit", steps.fit, ws, opts.fit, net, progress, force)
+        if opts.colour.colorize or opts.colour.remove_invisible:
+            step("colorize", steps.colorize, ws, opts.colour, progress, force)
+        if opts.measure:
+            step("measure", steps.measure, ws, progress, force)
+        skipped = all(r.get("skipped") for r in reports.values())
+        if not (skipped and (ws / W.OVERVIEW).exists()):
+            from .overview import overview
+            overview(ws.root)
+        sfm, align = reports["sfm"], reports["align"]
+        report = {
+            "video": str(video), "output_dir": str(ws.root), "total_seconds": round(time.perf_counter() - t_all, 2),
+            "step_seconds": times, "skipped": [k for k, v in reports.items() if v.get("skipped")],
+            "frames": reports["frames"].get("frames"), "registered": sfm.get("registered"), "sfm_points": sfm.get("points"),
+            "sfm_valid": sfm.get("valid"), "sfm_problems": sfm.get("problems"),
+            "reprojection_error_px": sfm.get("mean_reprojection_error_px"),
+            "dense_points": reports.get("dense", {}).get("points"),
+            "landmark_frame": align.get("landmark_frame"), "landmark_methods": align.get("methods"),
+            "cloud_points_kept": align.get("kept_points"), "residuals": fit.get("residuals"),
+            "scale_mm_per_unit": fit.get("scale_mm_per_unit"), "scale_source": fit.get("scale_source"),
+            "scale_check": fit.get("scale_check"), "units": fit.get("units"), "measurements": fit.get("measurements"),
+            "clinical": {k: v for k, v in reports.get("measure", {}).items() if k != "skipped"},
+            "steps": reports, "self_check": fit.get("self_check"), "warnings": fit.get("warnings", []),
+            "landmark_weights": align.get("landmark_weights"), "down_weighted": align.get("down_weighted"),
+            "outputs": {"mesh": str(ws.reconstruction), "overview": str(ws / W.OVERVIEW),
+                        "colored": str(ws / W.COLORED) if reports.get("colorize") else None},
+        }
+        atomic_write_text(ws.report, json.dumps(report, indent=1, default=str))
+        result = RunResult(ws, report, skipped=skipped, files=[ws.reconstruction, ws.report, ws / W.OVERVIEW])
+        if not result.passed and fit.get("skipped"):          # a resumed run repeats the warning the fit gave
+            progress.warn(SELF_CHECK_FAILED + "; ".join(result.report["self_check"].get("problems", [])))
+        return result
 
 
 def input_kind(path: str | Path) -> str:

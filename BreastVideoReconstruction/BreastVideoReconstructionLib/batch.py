@@ -22,10 +22,10 @@ from pathlib import Path
 from BreastShapeModelLib.api import LazyModel, model_key
 from BreastShapeModelLib.errors import UserError
 from BreastShapeModelLib.fileio import atomic_write_text
-from BreastShapeModelLib.options import ModelOptions, ScanOptions, add_options, as_dict, from_args
+from BreastShapeModelLib.options import ModelOptions, ScanOptions, as_dict, from_args
 from BreastShapeModelLib.progress import MODES, Progress
 from BreastShapeModelLib.results import LANDMARK_DISTANCES
-from BreastShapeModelLib.workspace import file_key, stamp_of
+from BreastShapeModelLib.workspace import Workspace, file_key, stamp_of
 
 from .manifest import Subject, read_manifest, subject_options
 from .options import VideoOptions
@@ -184,15 +184,18 @@ def run_batch(manifest: str | Path, output_dir: str | Path, video_defaults: Vide
               scheduler: str | None = None, workers: int | None = None, threads: int | None = None,
               force: bool = False, progress: Progress | None = None) -> list[dict]:
     """Run every subject visit of `manifest`; returns the cohort rows (also written to cohort.csv/.json)."""
-    from dask.distributed import as_completed
     progress = progress or Progress("none")
     model = model or ModelOptions()
     subjects = read_manifest(manifest, video_defaults, scan_defaults)
     out = Path(output_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    with Workspace(out).lock():                 # one batch per cohort folder (each visit also locks its own)
+        return _run_batch(subjects, out, video_defaults, scan_defaults, model, scheduler, workers, threads, force,
+                          progress, manifest)
+
+
+def _run_batch(subjects, out: Path, video_defaults, scan_defaults, model, scheduler, workers, threads, force,
+               progress, manifest) -> list[dict]:
+    from dask.distributed import as_completed
     t0 = time.perf_counter()
     rows: dict[str, dict] = {}
     tasks = []

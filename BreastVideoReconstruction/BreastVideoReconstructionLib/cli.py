@@ -15,7 +15,7 @@ from pathlib import Path
 from BreastShapeModelLib.cli import dispatch
 from BreastShapeModelLib.errors import UserError
 from BreastShapeModelLib.options import ModelOptions, add_options, from_args
-from BreastShapeModelLib.progress import MODES, Progress
+from BreastShapeModelLib.progress import MODES
 
 from . import __version__
 from . import steps
@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ----------------------------------------------------------------------------------------------- commands
 def cmd_extract_frames(args, progress):
-    rep = steps.frames(W(args.out_dir).create(), args.video, from_args(FrameOptions, args), progress, force=True)
+    with W(args.out_dir).lock():
+        rep = steps.frames(W(args.out_dir), args.video, from_args(FrameOptions, args), progress, force=True)
     progress.log(f"{rep['frames']} frames written to {args.out_dir / W.IMAGES}")
     progress.result(files=[str(args.out_dir / W.FRAMES)])
     return 0
@@ -174,17 +175,19 @@ def cmd_extract_frames(args, progress):
 def cmd_sfm(args, progress):
     ws = W(args.out_dir)
     opts = from_args(SfmOptions, args)
-    rep = steps.sfm(ws, opts, progress, force=True)
-    progress.log(f"SfM: {rep['registered']} frames registered, {rep['points']} points, reprojection error "
-                 f"{rep.get('mean_reprojection_error_px', float('nan')):.2f} px")
-    if opts.dense:
-        steps.dense(ws, progress, force=True)
+    with ws.lock():
+        rep = steps.sfm(ws, opts, progress, force=True)
+        progress.log(f"SfM: {rep['registered']} frames registered, {rep['points']} points, reprojection error "
+                     f"{rep.get('mean_reprojection_error_px', float('nan')):.2f} px")
+        if opts.dense:
+            steps.dense(ws, progress, force=True)
     progress.result(files=[str(ws / f) for f in (W.CAMERAS, W.POINTS, W.SFM_REPORT)])
     return 0
 
 
 def cmd_densify(args, progress):
-    rep = steps.dense(W(args.out_dir), progress, force=True)
+    with W(args.out_dir).lock():
+        rep = steps.dense(W(args.out_dir), progress, force=True)
     progress.log(f"{rep['points']} dense points from {rep['pairs']} frame pairs in {rep['seconds']} s")
     return 0
 
@@ -213,8 +216,9 @@ def cmd_pick(args, progress):
 
 def cmd_align(args, progress):
     from BreastShapeModelLib.api import LazyModel
-    rep = steps.align(W(args.out_dir), args.landmarks, from_args(AlignOptions, args),
-                      LazyModel(from_args(ModelOptions, args)), progress, force=True)
+    with W(args.out_dir).lock():
+        rep = steps.align(W(args.out_dir), args.landmarks, from_args(AlignOptions, args),
+                          LazyModel(from_args(ModelOptions, args)), progress, force=True)
     progress.log(f"landmarks on {rep['landmark_frame']} ({', '.join(rep['methods'])}); kept {rep['kept_points']} of "
                  f"{rep['input_points']} points")
     return 0
@@ -222,15 +226,17 @@ def cmd_align(args, progress):
 
 def cmd_fit(args, progress):
     from BreastShapeModelLib.api import LazyModel
-    rep = steps.fit(W(args.out_dir), from_args(VideoFitOptions, args), LazyModel(from_args(ModelOptions, args)),
-                    progress, force=True)
+    with W(args.out_dir).lock():
+        rep = steps.fit(W(args.out_dir), from_args(VideoFitOptions, args), LazyModel(from_args(ModelOptions, args)),
+                        progress, force=True)
     progress.log(f"fit: residual mean {rep['residuals']['mean_mm']:.2f} mm; nipple-to-nipple "
                  f"{rep['measurements']['nipple_to_nipple']} {rep['units']}")
     return 0
 
 
 def cmd_colorize(args, progress):
-    rep = steps.colorize(W(args.out_dir), from_args(ColourOptions, args), progress, force=True)
+    with W(args.out_dir).lock():
+        rep = steps.colorize(W(args.out_dir), from_args(ColourOptions, args), progress, force=True)
     progress.log(f"coloured {rep['vertices']} vertices; {100 * rep['seen_fraction']:.0f} % seen by a camera")
     return 0
 

@@ -214,7 +214,9 @@ def extract_frames(video: Path, out_dir: Path, num_frames: int = 30, uniform: bo
                     if max_size and max(rgb.shape[:2]) > max_size:
                         s = max_size / max(rgb.shape[:2])
                         rgb = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-                    cv2.imwrite(str(tmp / f"{wanted[i]:03d}.png"), rgb[:, :, ::-1])
+                    if not cv2.imwrite(str(tmp / f"{wanted[i]:03d}.png"), rgb[:, :, ::-1]):
+                        raise UserError(f"cannot write the frame images into {out_dir} (disk full or not "
+                                        f"writable?); earlier frames are kept")
                     done += 1
                     update(done)
                     if done == len(wanted):
