@@ -419,17 +419,3 @@ def test_robust_landmark_weights_find_the_outlier():
                                 [{"views": 7, "reprojection_px": 0.6}, {"sweep_score": 0.7}, {}, {"views": 3,
                                  "reprojection_px": 1.9}, {}, {"views": 9, "reprojection_px": 0.4}])
     assert ev.tolist() == [1.0, 0.5, 0.3, 0.5, 1.0, 1.0] and "tracking failed" in why[1]
-
-
-def test_swapped_landmarks_on_a_frame_are_refused(result, video, tmp_path, cli):
-    """Left and right clicked the other way round on the frame: refused after triangulation, nothing changed."""
-    out = tmp_path / "out"
-    shutil.copytree(result["out"], out)
-    doc = json.loads((video / "landmarks.json").read_text())
-    doc["points"] = [doc["points"][i] for i in (0, 1, 3, 2, 5, 4)]
-    swapped = tmp_path / "swapped.json"
-    swapped.write_text(json.dumps(doc))
-    before = (out / "aligned_pt_pruned.ply").read_bytes()
-    r = cli(MOD, "align", out, swapped, "--progress", "none")
-    assert r.returncode == 2 and "swapped" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
-    assert (out / "aligned_pt_pruned.ply").read_bytes() == before
