@@ -5,15 +5,19 @@ Thin GUI over BreastShapeModelLib (Qt-free, tested with pytest): jobs run in a c
 cancel. The Fit section fits the model to a scan or point cloud guided by six landmarks placed as markups.
 """
 import os
+from pathlib import Path
 
 import qt
 import slicer
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
 
-from BreastShapeModelLib.errors import UserError
+from BreastShapeModelLib.dependencies import ensure_in_slicer
+from BreastShapeModelLib.job_control import JobControl, widget_callbacks
 from BreastShapeModelLib.module_logic import (FitJob, FitRequest, ModelChoice, SampleRequest, ShapeJob,
-                                              missing_packages, place_landmarks_node)
+                                              place_landmarks_node)
+from BreastShapeModelLib.parameters import get, get_node, parameter_node, put, put_node
 from BreastShapeModelLib.options import ScanOptions
 
 
@@ -32,9 +36,22 @@ class BreastShapeModel(ScriptedLoadableModule):
         parent.acknowledgementText = (
             "Method: Weiherer et al., 'Learning Neural Parametric 3D Breast Shape Models for Metrical Surface "
             "Reconstruction From Monocular RGB Videos' (liRBSM).")
+        slicer.app.connect("startupCompleted()", lambda: registerSampleData(parent.path, 0))
 
 
-class BreastShapeModelWidget(ScriptedLoadableModuleWidget):
+def registerSampleData(module_path, which):
+    """This module's entry in the Sample Data module (shipped files, loaded from disk: no download)."""
+    import SampleData
+    from BreastShapeModelLib.sample_data import register, sources
+    folder = Path(module_path).parent / "Resources" / "SampleData"
+    register(SampleData.SampleDataLogic, [sources(folder, folder)[which]])
+
+
+class BreastShapeModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
         ui_widget = slicer.util.loadUI(self.resourcePath("UI/BreastShapeModel.ui"))
@@ -42,77 +59,90 @@ class BreastShapeModelWidget(ScriptedLoadableModuleWidget):
         self.ui = slicer.util.childWidgetVariables(ui_widget)
         ui_widget.setMRMLScene(slicer.mrmlScene)
         self.logic = BreastShapeModelLogic()
-        self.job = None
+        self.control = JobControl(widget_callbacks(self.ui, self.onRunningChanged, slicer.util.errorDisplay))
         self.timer = qt.QTimer()
         self.timer.setInterval(200)
-        self.timer.connect("timeout()", self.onPoll)
+        self.timer.connect("timeout()", self.control.poll)
         self.ui.meanShapeButton.connect("clicked(bool)", lambda _: self.onRun(mean=True))
         self.ui.sampleButton.connect("clicked(bool)", lambda _: self.onRun(mean=False))
         self.ui.fitButton.connect("clicked(bool)", lambda _: self.onFit())
         self.ui.placeLandmarksButton.connect("clicked(bool)", lambda _: self.onPlaceLandmarks())
         self.ui.useBundledCheckBox.connect("toggled(bool)", self.updateGUI)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, lambda *_: self.loadParameters())
+        self.loadParameters()
         self.updateGUI()
 
-    def ensureDependencies(self):
-        """Ask once before installing what is missing: torch via the PyTorch extension, the rest with pip."""
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            try:
-                import PyTorchUtils
-            except ImportError:
-                slicer.util.errorDisplay("PyTorch is missing: install the PyTorch extension from the Extensions "
-                                         "Manager, restart Slicer and try again.")
-                return False
-            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
-                return False
-        missing = missing_packages()
-        if missing:
-            if not slicer.util.confirmOkCancelDisplay("Breast Shape Model needs these Python packages: "
-                                                      + ", ".join(missing) + ". Install them now?"):
-                return False
-            slicer.util.pip_install(" ".join(missing))
-        return True
+    # ---------------------------------------------------------------- state <-> parameter node (saved with the scene)
+    def parameters(self):
+        return parameter_node(slicer.mrmlScene, "BreastShapeModel")
+
+    def loadParameters(self):
+        node = self.parameters()
+        o = get(node, "fit_options", ScanOptions())
+        self.ui.latentWeightSpinBox.value = o.latent_weight
+        self.ui.anchorWeightSpinBox.value = o.anchor_weight
+        self.ui.iterationsSpinBox.value = o.iterations
+        self.ui.fitResolutionSpinBox.value = o.voxel_resolution
+        self.ui.fitMetricalCheckBox.checked = o.metrical
+        self.ui.nippleDistanceSpinBox.value = o.nipple_to_nipple_dist or 0
+        model = get(node, "model", ModelChoice())
+        self.ui.useBundledCheckBox.checked = model.ckpt is None
+        self.ui.checkpointPathLineEdit.currentPath = model.ckpt or ""
+        self.ui.configPathLineEdit.currentPath = model.config or ""
+        self.ui.anchorsPathLineEdit.currentPath = model.anchors or ""
+        for role, selector in (("fit_input", self.ui.fitInputSelector), ("landmarks", self.ui.landmarksSelector)):
+            if get_node(node, role) is not None:
+                selector.setCurrentNode(get_node(node, role))
 
     def cleanup(self):
         self.timer.stop()
-        if self.job:
-            self.job.cleanup()
+        self.control.cancel()
+        self.removeObservers()
 
     def updateGUI(self, *_):
         custom = not self.ui.useBundledCheckBox.checked
         for w in (self.ui.checkpointPathLineEdit, self.ui.configPathLineEdit, self.ui.anchorsPathLineEdit):
             w.enabled = custom
-        running = self.job is not None
-        fitting = running and isinstance(self.job, FitJob)
-        sampling_mean = running and not fitting and self.job.request.mean
-        self.ui.meanShapeButton.text = "Cancel" if sampling_mean else "Mean shape"
-        self.ui.sampleButton.text = "Cancel" if running and not fitting and not sampling_mean else "Sample"
-        self.ui.fitButton.text = "Cancel" if fitting else "Fit"
-        for button, mine in ((self.ui.meanShapeButton, sampling_mean), (self.ui.fitButton, fitting),
-                             (self.ui.sampleButton, running and not fitting and not sampling_mean)):
-            button.enabled = mine or not running
-        self.ui.progressBar.visible = running
+        task = self.control.task
+        fitting = isinstance(task, FitJob)
+        sampling_mean = task is not None and not fitting and task.request.mean
+        sampling = task is not None and not fitting and not sampling_mean
+        for button, mine, label in ((self.ui.meanShapeButton, sampling_mean, "Mean shape"),
+                                    (self.ui.sampleButton, sampling, "Sample"), (self.ui.fitButton, fitting, "Fit")):
+            button.text = "Cancel" if mine else label
+            button.enabled = mine or task is None
+        self.ui.progressBar.visible = task is not None
+
+    def onRunningChanged(self, running):
+        (self.timer.start if running else self.timer.stop)()
+        self.updateGUI()
 
     def modelChoice(self):
         if self.ui.useBundledCheckBox.checked:
-            return ModelChoice()
-        return ModelChoice(self.ui.checkpointPathLineEdit.currentPath or None,
-                           self.ui.configPathLineEdit.currentPath or None,
-                           self.ui.anchorsPathLineEdit.currentPath or None)
+            model = ModelChoice()
+        else:
+            model = ModelChoice(self.ui.checkpointPathLineEdit.currentPath or None,
+                                self.ui.configPathLineEdit.currentPath or None,
+                                self.ui.anchorsPathLineEdit.currentPath or None)
+        put(self.parameters(), "model", model)
+        return model
 
     def onRun(self, mean):
-        if self.job is not None:                      # the button reads "Cancel" while a job runs
-            self.job.cleanup()
-            self.finish("Cancelled.")
+        if self.control.running:                      # the button reads "Cancel" while a job runs
+            self.control.cancel()
             return
-        if not self.ensureDependencies():
+        if not ensure_in_slicer("model"):
             return
         seed = self.ui.seedSpinBox.value
         request = SampleRequest(self.modelChoice(), num_samples=self.ui.numSamplesSpinBox.value,
                                 seed=None if seed < 0 else seed, resolution=self.ui.resolutionSpinBox.value,
                                 metrical=self.ui.metricalCheckBox.checked, mean=mean)
-        self.startJob(lambda: self.logic.start(request))
+        self.control.start(lambda: self.logic.start(request), self.onShapesReady)
+
+    def onShapesReady(self, job):
+        nodes = job.load_results(slicer.mrmlScene)
+        slicer.util.resetThreeDViews()
+        return f"Loaded {len(nodes) // 2} shape(s)."
 
     def onPlaceLandmarks(self):
         node = place_landmarks_node(slicer.mrmlScene, slicer.mrmlScene.GenerateUniqueName("Landmarks"))
@@ -121,15 +151,14 @@ class BreastShapeModelWidget(ScriptedLoadableModuleWidget):
         interaction = slicer.app.applicationLogic().GetInteractionNode()
         interaction.SetPlaceModePersistence(1)
         interaction.SetCurrentInteractionMode(interaction.Place)
-        self.log("Click the six landmarks on the scan in order: " + ", ".join(
+        self.ui.logTextEdit.appendPlainText("Click the six landmarks on the scan in order: " + ", ".join(
             node.GetNthControlPointLabel(i) for i in range(node.GetNumberOfControlPoints())))
 
     def onFit(self):
-        if self.job is not None:
-            self.job.cleanup()
-            self.finish("Cancelled.")
+        if self.control.running:
+            self.control.cancel()
             return
-        if not self.ensureDependencies():
+        if not ensure_in_slicer("model"):
             return
         input_node = self.ui.fitInputSelector.currentNode()
         path = self.ui.fitInputPathLineEdit.currentPath
@@ -142,56 +171,20 @@ class BreastShapeModelWidget(ScriptedLoadableModuleWidget):
                               voxel_resolution=self.ui.fitResolutionSpinBox.value,
                               metrical=self.ui.fitMetricalCheckBox.checked,
                               nipple_to_nipple_dist=nipples if nipples > 0 else None)
+        node = self.parameters()
+        put(node, "fit_options", options)
+        put_node(node, "fit_input", input_node)
+        put_node(node, "landmarks", self.ui.landmarksSelector.currentNode())
         request = FitRequest(self.modelChoice(), input_path=path, options=options)
-        self.startJob(lambda: self.logic.startFit(request, input_node, self.ui.landmarksSelector.currentNode()))
+        self.control.start(lambda: self.logic.startFit(request, input_node, self.ui.landmarksSelector.currentNode()),
+                           self.onFitted)
 
-    def startJob(self, make_job):
-        try:
-            self.job = make_job()
-        except UserError as exc:
-            slicer.util.errorDisplay(str(exc))
-            return
-        self.ui.progressBar.value = 0
-        self.log("Started: " + " ".join(self.job.job.args[1:]))
-        self.timer.start()
-        self.updateGUI()
-
-    def onPoll(self):
-        for event in self.job.job.poll():
-            if event["type"] == "progress":
-                self.ui.progressBar.value = int(100 * event.get("fraction", 0))
-                self.ui.statusLabel.text = event.get("message", "")
-            elif event["type"] in ("log", "error"):
-                self.log(event.get("message", ""))
-            elif event["type"] == "warning":
-                self.log("WARNING: " + event.get("message", ""))
-        if self.job.job.running:
-            return
-        if self.job.job.returncode == 0:
-            try:
-                nodes = self.job.load_results(slicer.mrmlScene)
-                if isinstance(self.job, FitJob):
-                    r = self.job.report["residuals"]
-                    self.finish(f"Fitted in {self.job.report['fit_seconds']:.0f} s: residual mean {r['mean_mm']:.2f} mm, "
-                                f"95th percentile {r['p95_mm']:.2f} mm. Colours show support (distance to the input).")
-                else:
-                    self.finish(f"Loaded {len(nodes) // 2} shape(s).")
-            except UserError as exc:
-                self.finish(f"Failed: {exc}")
-        else:
-            self.finish(f"Failed: {self.job.job.error_message()}")
-
-    def finish(self, message):
-        self.timer.stop()
-        if self.job:
-            self.job.cleanup()
-        self.job = None
-        self.ui.statusLabel.text = message
-        self.log(message)
-        self.updateGUI()
-
-    def log(self, message):
-        self.ui.logTextEdit.appendPlainText(message)
+    def onFitted(self, job):
+        job.load_results(slicer.mrmlScene)
+        r = job.report["residuals"]
+        put(self.parameters(), "last_result", {"residuals": r, "fit_seconds": job.report["fit_seconds"]})
+        return (f"Fitted in {job.report['fit_seconds']:.0f} s: residual mean {r['mean_mm']:.2f} mm, "
+                f"95th percentile {r['p95_mm']:.2f} mm. Colours show support (distance to the input).")
 
 
 class BreastShapeModelLogic(ScriptedLoadableModuleLogic):
@@ -230,19 +223,13 @@ class BreastShapeModelTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_fit_job(self):
-        """Fit the bundled model to its own mean shape with landmarks placed as markups, as a user would."""
-        self.delayDisplay("Fitting a scan with six landmarks in a background job")
-        sample = BreastShapeModelLogic().start(SampleRequest(ModelChoice(device="cpu"), resolution=64, mean=True))
-        try:
-            self.assertEqual(sample.job.wait(timeout=300), 0, sample.job.error_message())
-            scan, anchors = sample.load_results(slicer.mrmlScene)
-        finally:
-            sample.cleanup()
-        landmarks = place_landmarks_node(slicer.mrmlScene)
-        for i in range(6):
-            p = [0.0, 0.0, 0.0]
-            anchors.GetNthControlPointPositionWorld(i, p)
-            landmarks.SetNthControlPointPositionWorld(i, p)
+        """Fit the bundled model to the sample scan with its landmarks as markups, as a user would."""
+        from BreastShapeModelLib.mrml_io import load_markups_node, load_model_node
+        from BreastShapeModelLib.sample_data import sources
+        self.delayDisplay("Fitting the sample scan with its six landmarks in a background job")
+        scan_source = sources()[0]
+        scan = load_model_node(slicer.mrmlScene, scan_source.files[0], frame="lps")
+        landmarks = load_markups_node(slicer.mrmlScene, scan_source.files[1], frame="lps")
         request = FitRequest(ModelChoice(device="cpu"), input_path="",
                              options=ScanOptions(iterations=100, voxel_resolution=64))
         job = BreastShapeModelLogic().startFit(request, scan, landmarks)

@@ -15,8 +15,8 @@ from .jobs import Job, child_env, module_command
 from .landmarks import LANDMARK_NAMES, validate_points, write_landmarks
 from .options import MeshOptions, ModelOptions, ScanOptions, to_args
 from .workspace import Workspace
-from .mrml_io import (add_point_scalar, load_markups_node, load_model_node, markups_positions, new_landmark_node, save_model_node,
-                      show_scalar)
+from .mrml_io import (FRAME_ATTRIBUTE, add_point_scalar, from_ras, load_markups_node, load_model_node,
+                      markups_positions, new_landmark_node, save_model_node, show_scalar)
 
 
 def check_model_files(model: ModelOptions) -> None:
@@ -94,9 +94,11 @@ def place_landmarks_node(scene, name: str = "Landmarks"):
     return new_landmark_node(scene, LANDMARK_NAMES, name)
 
 
-def landmarks_from_markups(node) -> "np.ndarray":
-    """Six LPS points from a markups node (RAS in Slicer), reordered by label; a clear error if incomplete."""
+def landmarks_from_markups(node, frame: str | None = None) -> "np.ndarray":
+    """Six points in file coordinates of `frame` (default: the frame the node was loaded in, else "lps") from a
+    markups node (RAS in Slicer), reordered by label; a clear error if incomplete."""
     import numpy as np
+    frame = frame or node.GetAttribute(FRAME_ATTRIBUTE) or "lps"
     pts, labels = markups_positions(node)
     missing = [labels[i] or str(i + 1) for i in range(len(pts)) if not np.isfinite(pts[i]).all()]
     if missing:
@@ -104,9 +106,8 @@ def landmarks_from_markups(node) -> "np.ndarray":
     if len(pts) != len(LANDMARK_NAMES):
         raise UserError(f"landmarks '{node.GetName()}': expected {len(LANDMARK_NAMES)} points "
                         f"({', '.join(LANDMARK_NAMES)}), got {len(pts)}")
-    lps = pts * np.array([-1.0, -1.0, 1.0])
     from .landmarks import _match_labels
-    return validate_points(_match_labels(labels, lps, node.GetName()), node.GetName())
+    return validate_points(_match_labels(labels, from_ras(pts, frame), node.GetName()), node.GetName())
 
 
 @dataclass
@@ -135,7 +136,8 @@ class FitJob:
         if input_node is not None:
             request.input_path = str(save_model_node(input_node, self.output_dir / "input.ply"))
         if landmarks_node is not None:
-            request.landmarks_path = str(write_landmarks(landmarks_from_markups(landmarks_node),
+            # the scan is written as Slicer writes ("lps"): its landmarks must be in the same frame
+            request.landmarks_path = str(write_landmarks(landmarks_from_markups(landmarks_node, "lps"),
                                                          self.output_dir / "input_landmarks.mrk.json"))
         self.request = request
         self.job = Job(request.command(self.output_dir / "result", python), env=child_env())
@@ -149,12 +151,14 @@ class FitJob:
         result = self.output_dir / "result"
         if not (result / Workspace.FIT_REPORT).is_file():
             raise UserError(f"the fit wrote no results ({self.job.error_message()})")
-        model = load_model_node(scene, result / Workspace.RECONSTRUCTION, name)
+        self.report = json.loads((result / Workspace.FIT_REPORT).read_text(encoding="utf-8"))
+        # a fit in the input's frame overlays the scan as Slicer wrote it; a metric fit is in the model frame
+        frame = "lps" if self.report.get("output_frame") == "input" else "model"
+        model = load_model_node(scene, result / Workspace.RECONSTRUCTION, name, frame=frame)
         import numpy as np
         add_point_scalar(model, "support", np.load(result / Workspace.SUPPORT))
         show_scalar(model, "support")
-        anchors = load_markups_node(scene, result / (Workspace.ANCHORS + ".mrk.json"), name + "_anchors")
-        self.report = json.loads((result / Workspace.FIT_REPORT).read_text(encoding="utf-8"))
+        anchors = load_markups_node(scene, result / (Workspace.ANCHORS + ".mrk.json"), name + "_anchors", frame=frame)
         return [model, anchors]
 
     def cleanup(self) -> None:
@@ -163,12 +167,7 @@ class FitJob:
         shutil.rmtree(self.output_dir, ignore_errors=True)
 
 
-REQUIRED_PACKAGES = {"skimage": "scikit-image", "trimesh": "trimesh", "h5py": "h5py", "yaml": "pyyaml",
-                     "tqdm": "tqdm", "scipy": "scipy", "rtree": "rtree", "potpourri3d": "potpourri3d",
-                     "matplotlib": "matplotlib"}
-
-
 def missing_packages() -> list[str]:
-    """pip names of the Python packages the Lib needs but the interpreter lacks (torch is handled apart)."""
-    import importlib.util
-    return [pip for module, pip in REQUIRED_PACKAGES.items() if importlib.util.find_spec(module) is None]
+    """pip requirements the model's Lib needs but the interpreter lacks (torch is handled apart)."""
+    from .dependencies import missing
+    return missing("model")

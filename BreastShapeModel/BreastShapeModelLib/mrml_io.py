@@ -1,12 +1,63 @@
 """Results as MRML nodes, through storage nodes, for any scene (Slicer's or slicer-core's in tests).
 
 No Qt here: the Slicer module passes `slicer.mrmlScene`, tests pass a `slicer.vtkMRMLScene()`.
+
+Frames, the one place they are converted: our files are in one of two frames.
+- "model": the shape model's frame (x = patient left, y = up, z = forward; samples, video results, metric fits).
+  Shown in Slicer's RAS with the patient standing, facing anterior: R = -x, A = z, S = y.
+- "lps": what Slicer itself writes (a scan exported from a node, fits in that scan's frame): file = LPS.
+Every loader and writer here takes the frame; a loaded node remembers it in the attribute `FRAME_ATTRIBUTE`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .errors import UserError
+
+MODEL_TO_RAS = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+FRAMES = {"model": MODEL_TO_RAS, "lps": LPS_TO_RAS}
+FRAME_ATTRIBUTE = "BreastShape.Frame"
+
+
+def _frame(frame: str) -> np.ndarray:
+    if frame not in FRAMES:
+        raise ValueError(f"unknown frame {frame!r} (expected one of {', '.join(FRAMES)})")
+    return FRAMES[frame]
+
+
+def to_ras(points, frame: str = "model") -> np.ndarray:
+    """File coordinates [N, 3] in `frame` -> Slicer RAS."""
+    return np.asarray(points, float) @ _frame(frame).T
+
+
+def from_ras(points, frame: str = "model") -> np.ndarray:
+    """Slicer RAS [N, 3] -> file coordinates in `frame` (the matrices are rotations: inverse = transpose)."""
+    return np.asarray(points, float) @ _frame(frame)
+
+
+def _storage_to_frame(frame: str) -> np.ndarray:
+    """Storage nodes read our files as LPS; this rotation takes what they made to `frame`'s RAS."""
+    return _frame(frame) @ LPS_TO_RAS.T
+
+
+def _rotate_polydata(poly, rotation: np.ndarray):
+    """Points and normals of `poly` rotated in place (identity: nothing done)."""
+    if np.allclose(rotation, np.eye(3)):
+        return poly
+    import vtk
+    transform = vtk.vtkTransform()
+    m = np.eye(4)
+    m[:3, :3] = rotation
+    transform.SetMatrix(m.ravel().tolist())
+    f = vtk.vtkTransformPolyDataFilter()
+    f.SetInputData(poly)
+    f.SetTransform(transform)
+    f.Update()
+    poly.DeepCopy(f.GetOutput())
+    return poly
 
 
 def _mrml():
@@ -26,8 +77,8 @@ def _new_node(scene, class_name: str, name: str | None = None):
     return node
 
 
-def load_model_node(scene, path: str | Path, name: str | None = None, color=(0.93, 0.76, 0.67)):
-    """Read a mesh file into a new model node with a display node; returns the node."""
+def load_model_node(scene, path: str | Path, name: str | None = None, color=(0.93, 0.76, 0.67), frame: str = "model"):
+    """Read a mesh file (coordinates in `frame`) into a new model node, shown in RAS; returns the node."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"mesh file not found: {path}")
@@ -39,14 +90,16 @@ def load_model_node(scene, path: str | Path, name: str | None = None, color=(0.9
         scene.RemoveNode(storage)
         raise UserError(f"{path}: could not be read as a mesh")
     scene.RemoveNode(storage)     # the file is temporary; the node owns its polydata now
+    _rotate_polydata(node.GetPolyData(), _storage_to_frame(frame))
+    node.SetAttribute(FRAME_ATTRIBUTE, frame)
     display = _new_node(scene, "vtkMRMLModelDisplayNode")
     display.SetColor(*color)
     node.SetAndObserveDisplayNodeID(display.GetID())
     return node
 
 
-def load_markups_node(scene, path: str | Path, name: str | None = None):
-    """Read a `.mrk.json` point list into a new markups fiducial node; returns the node."""
+def load_markups_node(scene, path: str | Path, name: str | None = None, frame: str = "model"):
+    """Read a `.mrk.json` point list (coordinates in `frame`) into a new markups fiducial node, in RAS."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"markups file not found: {path}")
@@ -58,14 +111,58 @@ def load_markups_node(scene, path: str | Path, name: str | None = None):
         scene.RemoveNode(storage)
         raise UserError(f"{path}: could not be read as Slicer markups")
     scene.RemoveNode(storage)
+    rotation = _storage_to_frame(frame)
+    for i in range(node.GetNumberOfControlPoints()):
+        p = [0.0, 0.0, 0.0]
+        node.GetNthControlPointPosition(i, p)
+        node.SetNthControlPointPosition(i, *(rotation @ np.asarray(p)).tolist())
+    node.SetAttribute(FRAME_ATTRIBUTE, frame)
     if node.GetDisplayNode() is None:
         node.CreateDefaultDisplayNodes()
     return node
 
 
+def points_node(scene, points, name: str, frame: str = "model", colors=None, lines: bool = False,
+                color=(0.3, 0.6, 1.0), point_size: float = 3.0):
+    """A model node of points (vertices) or, with `lines`, a polyline through them, from file coordinates in
+    `frame`; `colors` [N, 3] uint8 become the point colours."""
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
+    pts = to_ras(np.asarray(points, float).reshape(-1, 3), frame)
+    poly = vtk.vtkPolyData()
+    vpts = vtk.vtkPoints()
+    vpts.SetData(numpy_to_vtk(np.ascontiguousarray(pts), deep=True))
+    poly.SetPoints(vpts)
+    n = len(pts)
+    ids = numpy_to_vtkIdTypeArray(np.arange(n, dtype=np.int64), deep=True)
+    offsets = np.array([0, n]) if lines else np.arange(n + 1)       # one polyline, or one vertex per point
+    cells = vtk.vtkCellArray()
+    cells.SetData(numpy_to_vtkIdTypeArray(offsets.astype(np.int64), deep=True), ids)
+    if lines:
+        poly.SetLines(cells)
+    else:
+        poly.SetVerts(cells)
+    node = _new_node(scene, "vtkMRMLModelNode", name)
+    node.SetAndObservePolyData(poly)
+    node.SetAttribute(FRAME_ATTRIBUTE, frame)
+    display = _new_node(scene, "vtkMRMLModelDisplayNode")
+    display.SetColor(*color)
+    display.SetPointSize(point_size)
+    display.SetLineWidth(2.0)
+    node.SetAndObserveDisplayNodeID(display.GetID())
+    if colors is not None:
+        rgb = numpy_to_vtk(np.ascontiguousarray(np.asarray(colors, np.uint8)[:, :3]), deep=True)
+        rgb.SetName("colors")
+        poly.GetPointData().AddArray(rgb)
+        display.SetActiveScalarName("colors")
+        display.SetScalarVisibility(True)
+        if hasattr(display, "SetScalarRangeFlag") and hasattr(display, "UseDirectScalars"):
+            display.SetScalarRangeFlag(display.UseDirectScalars)
+    return node
+
+
 def add_point_scalar(model_node, name: str, values) -> None:
     """Attach a per-vertex array to a model (PLY readers drop custom vertex properties)."""
-    import numpy as np
     import vtk
     from vtk.util.numpy_support import numpy_to_vtk
     poly = model_node.GetPolyData()
@@ -105,7 +202,6 @@ def new_landmark_node(scene, names, name: str = "Landmarks"):
 
 def markups_positions(node):
     """[N, 3] positions (world, RAS) and labels of a markups node; undefined points are NaN."""
-    import numpy as np
     pts, labels = [], []
     for i in range(node.GetNumberOfControlPoints()):
         labels.append(node.GetNthControlPointLabel(i))
@@ -119,7 +215,7 @@ def markups_positions(node):
 
 
 def save_model_node(model_node, path: str | Path) -> Path:
-    """Write a model node's mesh through a storage node (PLY without header = LPS, like our outputs)."""
+    """Write a model node's mesh through a storage node, in the "lps" frame (what Slicer writes)."""
     path = Path(path)
     scene = model_node.GetScene()
     storage = _new_node(scene, "vtkMRMLModelStorageNode")

@@ -133,6 +133,18 @@ def as_dict(obj) -> dict:
     return out
 
 
+def from_dict(obj, data: dict):
+    """A copy of `obj` with the values `as_dict` wrote (e.g. read back from a saved scene); names it does not know
+    (an older or newer version's) are ignored."""
+    changes = {}
+    for f in fields(obj):
+        if f.name not in (data or {}):
+            continue
+        value = getattr(obj, f.name)
+        changes[f.name] = from_dict(value, data[f.name]) if is_dataclass(value) else data[f.name]
+    return replace(obj, **changes)
+
+
 def check_range(name: str, value, lo=None, hi=None) -> None:
     """A user error naming the option when `value` is outside [lo, hi]."""
     if value is None:

@@ -27,7 +27,7 @@ from BreastShapeModelLib.self_check import SELF_CHECK_FAILED
 
 from . import steps
 from .options import VideoOptions
-from .workspace import VideoWorkspace as W
+from .workspace import UNTIL_STEPS, VideoWorkspace as W
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".3gp")
 
@@ -38,9 +38,11 @@ def default_output_dir(video: Path) -> Path:
 
 def run_video(video: str | Path, output_dir: str | Path | None = None,
               landmarks: str | Path | Callable[[W], Path | None] | None = None, options: VideoOptions | None = None,
-              model=None, progress: Progress | None = None, force: bool = False) -> RunResult:
+              model=None, progress: Progress | None = None, force: bool = False, until: str | None = None) -> RunResult:
     """Video -> frames -> SfM (-> dense) -> landmarks -> align -> fit (-> colour) -> report.json, overview.png.
 
+    `until` ("frames" or "sfm"): stop after that step (no landmarks needed yet): what the Slicer module runs
+    before the user places the landmarks on a frame.
     `landmarks`: a landmark file on a frame of the video, or a function given the workspace after SfM that returns
     one (e.g. an interactive picker; None: cancelled). `model`: a loaded ShapeModel, ModelOptions or None (the
     options' model, by default the bundled one)."""
@@ -52,10 +54,12 @@ def run_video(video: str | Path, output_dir: str | Path | None = None,
     t_all = time.perf_counter()
     if not video.is_file():
         raise UserError(f"video not found: {video}")
-    if landmarks is None:
+    if until not in (None, *UNTIL_STEPS):
+        raise UserError(f"until: expected one of {', '.join(UNTIL_STEPS)}, got {until!r}")
+    if landmarks is None and until is None:
         raise UserError("give landmarks: a file with six x,y rows on a frame (or pick them)")
     ws = W(output_dir if output_dir is not None else default_output_dir(video))
-    lm_file = None if callable(landmarks) else Path(landmarks)
+    lm_file = None if callable(landmarks) or landmarks is None else Path(landmarks)
     check_output_not_input(ws.root, video, lm_file)
     lm = read_landmarks_2d(lm_file) if lm_file is not None else None
     with ws.lock():
@@ -75,7 +79,16 @@ def run_video(video: str | Path, output_dir: str | Path | None = None,
 
         include = (lm.video_frame,) if lm is not None and lm.video_frame is not None else ()
         step("frames", steps.frames, ws, video, opts.frames, progress, include, force)
-        step("sfm", steps.sfm, ws, opts.sfm, progress, force)
+        if until != "frames":
+            step("sfm", steps.sfm, ws, opts.sfm, progress, force)
+        if until is not None:
+            from .frame_volumes import default_frame
+            report = {"until": until, "frames": reports["frames"].get("frames"), "step_seconds": times,
+                      "registered": reports.get("sfm", {}).get("registered"),
+                      "sfm_valid": reports.get("sfm", {}).get("valid"),
+                      "sfm_problems": reports.get("sfm", {}).get("problems"), "frontal_frame": default_frame(ws.root)}
+            return RunResult(ws, report, skipped=all(r.get("skipped") for r in reports.values()),
+                             files=[ws.images, ws / W.FRAMES] + ([ws / W.CAMERAS] if until == "sfm" else []))
         if opts.sfm.dense:
             step("dense", steps.dense, ws, progress, force)
         if lm_file is None:

@@ -20,7 +20,7 @@ from BreastShapeModelLib.progress import MODES
 from . import __version__
 from . import steps
 from .options import (AlignOptions, ColourOptions, FrameOptions, SfmOptions, VideoFitOptions, VideoOptions)
-from .workspace import VideoWorkspace as W
+from .workspace import UNTIL_STEPS, VideoWorkspace as W
 
 
 # ----------------------------------------------------------------------------------------------- options
@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--landmarks", type=Path, default=None, help="landmark file (see align)")
     src.add_argument("--pick", action="store_true", help="pick the landmarks in a window on the frontal frame")
     p.add_argument("--force", action="store_true", help="redo every step")
+    p.add_argument("--until", choices=UNTIL_STEPS, default=None,
+                   help="stop after this step (no landmarks needed): e.g. to place them on a frame in Slicer")
     add_video_options(p)
     _progress_option(p)
     p.set_defaults(func=cmd_run)
@@ -243,12 +245,19 @@ def cmd_colorize(args, progress):
 
 def cmd_run(args, progress):
     from .api import run_video
-    if not args.pick and args.landmarks is None:
+    if not args.pick and args.landmarks is None and args.until is None:
         raise UserError("give --landmarks FILE (six x,y rows on a frame) or --pick to click them")
     landmarks = picker(args.landmark_frame) if args.pick else args.landmarks
     opts = video_options(args)
-    result = run_video(args.video, args.output_dir, landmarks, opts, progress=progress, force=args.force)
+    result = run_video(args.video, args.output_dir, landmarks, opts, progress=progress, force=args.force,
+                       until=args.until)
     rep, ws = result.report, result.workspace
+    if args.until:
+        progress.log(f"stopped after {args.until}: {rep['frames']} frames"
+                     + (f", {rep['registered']} registered; frontal frame {rep['frontal_frame']}"
+                        if args.until == "sfm" else ""))
+        progress.result(files=[str(f) for f in result.files], frontal_frame=rep.get("frontal_frame"))
+        return 0
     r = rep.get("residuals") or {}
     summary = (f"done in {rep['total_seconds']:.0f} s: {ws.reconstruction} ({rep.get('units')}); residual mean "
                f"{r.get('mean_mm', float('nan')):.2f} mm; scale from {rep.get('scale_source')}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from BreastShapeModelLib.errors import UserError
 from BreastShapeModelLib.jobs import Job, child_env, module_command
 from BreastShapeModelLib.module_logic import check_model_files
-from BreastShapeModelLib.mrml_io import add_point_scalar, load_markups_node, load_model_node, show_scalar
+from BreastShapeModelLib.mrml_io import add_point_scalar, load_markups_node, load_model_node, points_node, show_scalar
 from BreastShapeModelLib.options import to_args
 
 from .options import VideoOptions
@@ -28,17 +28,20 @@ class VideoRequest:
     output_dir: str
     options: VideoOptions = field(default_factory=VideoOptions)
     force: bool = False
+    until: str | None = None              # "frames"/"sfm": prepare the frames to place the landmarks on
 
     def command(self, python: str | None = None) -> list[str]:
-        for what, path in (("video", self.video), ("landmark file", self.landmarks)):
+        needed = (("video", self.video),) if self.until else (("video", self.video), ("landmark file", self.landmarks))
+        for what, path in needed:
             if not path or not Path(path).is_file():
                 raise UserError(f"{what} not found: {path or '(none chosen)'}")
         if not self.output_dir:
             raise UserError("choose an output folder")
         self.options.check()
         check_model_files(self.options.model)
-        args = ["run", str(self.video), "--landmarks", str(self.landmarks), "--output_dir", str(self.output_dir),
-                "--progress", "json", *to_args(self.options)]
+        args = ["run", str(self.video), "--output_dir", str(self.output_dir), "--progress", "json",
+                *to_args(self.options)]
+        args += ["--until", self.until] if self.until else ["--landmarks", str(self.landmarks)]
         if self.force:
             args.append("--force")
         return module_command("BreastVideoReconstructionLib", *args, python=python)
@@ -60,23 +63,10 @@ class VideoJob:
 
     def load_results(self, scene, name: str = "BreastSurface") -> list:
         """The metric surface (coloured from the video when it was coloured, else by support) and its anchors."""
-        report = self.output_dir / W.REPORT
-        if not report.is_file():
+        self.report, nodes = load_result(scene, self.output_dir, self.request.options.colour.colorize, name)
+        if not self.report:
             raise UserError(f"the pipeline wrote no report ({self.job.error_message()})")
-        self.report = json.loads(report.read_text(encoding="utf-8"))
-        coloured = self.output_dir / W.COLORED
-        if self.request.options.colour.colorize and coloured.is_file():
-            model = load_model_node(scene, coloured, name)
-            model.GetDisplayNode().SetScalarVisibility(True)
-        else:
-            model = load_model_node(scene, self.output_dir / W.RECONSTRUCTION, name)
-            support = self.output_dir / W.SUPPORT
-            if support.is_file():
-                import numpy as np
-                add_point_scalar(model, "support", np.load(support))
-                show_scalar(model, "support")
-        anchors = load_markups_node(scene, self.output_dir / (W.ANCHORS + ".mrk.json"), name + "_anchors")
-        return [model, anchors]
+        return nodes
 
     def summary(self) -> str:
         """One paragraph for the module's log: time, scale and the measurements."""
@@ -101,10 +91,59 @@ class VideoJob:
             self.job.cancel()
 
 
-VIDEO_PACKAGES = {"cv2": "opencv-python-headless", "pycolmap": "pycolmap", "av": "av", "vtk": "vtk"}
+def load_result(scene, out_dir: str | Path, coloured: bool = True, name: str = "BreastSurface") -> tuple[dict, list]:
+    """A finished run's report and nodes: the surface upright in RAS (video colours when `coloured` and present,
+    else the support map) and its anchors; ({}, []) when the run has no report yet."""
+    out = Path(out_dir)
+    if not (out / W.REPORT).is_file():
+        return {}, []
+    report = json.loads((out / W.REPORT).read_text(encoding="utf-8"))
+    if coloured and (out / W.COLORED).is_file():
+        model = load_model_node(scene, out / W.COLORED, name)
+        model.GetDisplayNode().SetScalarVisibility(True)
+    else:
+        model = load_model_node(scene, out / W.RECONSTRUCTION, name)
+        if (out / W.SUPPORT).is_file():
+            import numpy as np
+            add_point_scalar(model, "support", np.load(out / W.SUPPORT))
+            show_scalar(model, "support")
+    anchors = load_markups_node(scene, out / (W.ANCHORS + ".mrk.json"), name + "_anchors")
+    return report, [model, anchors]
+
+
+def load_steps(scene, out_dir: str | Path, name: str = "BreastSurface") -> dict:
+    """Every step's result as nodes in the result's frame, so a user sees where a run went wrong: the camera path
+    (polyline), the sparse SfM points, the aligned and pruned cloud and the landmarks seen in the video."""
+    import numpy as np
+    from .cameras import read_cameras_json, read_points_ply
+    out = Path(out_dir)
+    try:
+        fit = json.loads((out / W.FIT_REPORT).read_text(encoding="utf-8"))
+        align = json.loads((out / W.ALIGN_REPORT).read_text(encoding="utf-8"))
+        out_from_sfm = np.asarray(fit["output_from_sfm"], float)
+        out_from_aligned = out_from_sfm @ np.linalg.inv(np.asarray(align["sfm_to_model"], float))
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{out}: the run has not finished its fit, nothing to show yet ({exc})") from None
+
+    def move(points, m):
+        return np.asarray(points, float) @ m[:3, :3].T + m[:3, 3]
+
+    nodes = {}
+    cams = read_cameras_json(out / W.CAMERAS)
+    centres = move(np.stack([c.center for c in sorted(cams, key=lambda c: c.name)]), out_from_sfm)
+    nodes["cameras"] = points_node(scene, centres, name + "_cameras", lines=True, color=(1.0, 0.85, 0.1))
+    pts, cols = read_points_ply(out / W.POINTS)
+    nodes["sparse"] = points_node(scene, move(pts, out_from_sfm), name + "_sparse", colors=cols, point_size=2)
+    pts, cols = read_points_ply(out / W.ALIGNED_CLOUD)
+    nodes["aligned"] = points_node(scene, move(pts, out_from_aligned), name + "_aligned_cloud", colors=cols,
+                                   color=(0.2, 0.8, 0.3), point_size=2)
+    landmarks = out / (W.LANDMARKS + ".mrk.json")
+    if landmarks.is_file():
+        nodes["landmarks"] = load_markups_node(scene, landmarks, name + "_video_landmarks")
+    return nodes
 
 
 def missing_video_packages() -> list[str]:
-    """pip names of what the video pipeline needs beyond BreastShapeModelLib's packages."""
-    import importlib.util
-    return [pip for module, pip in VIDEO_PACKAGES.items() if importlib.util.find_spec(module) is None]
+    """pip requirements of the video pipeline (the model's included) that the interpreter lacks (torch apart)."""
+    from BreastShapeModelLib.dependencies import missing
+    return missing("video")

@@ -37,9 +37,12 @@ def frames(ws: W, video: Path, opts: FrameOptions, progress: Progress, include=(
     if not Path(video).is_file():
         raise UserError(f"video not found: {video}")
     key = stamp_of("frames", {"video": file_key(video), "n": opts.num_frames, "uniform": opts.uniform,
-                              "thr": opts.sharpness_threshold, "include": list(include), "max": opts.max_frame_size})
+                              "thr": opts.sharpness_threshold, "max": opts.max_frame_size})
     if (done := _reuse(ws, "frames", key, force)) is not None:
-        return done
+        from .frames import read_frames_json
+        have = {f["source_frame"] for f in read_frames_json(ws.root)["frames"]}
+        if set(include) <= have:        # the landmarks' video frame is among them already: nothing to redo
+            return done
     rec = extract_frames(Path(video), ws.root, opts.num_frames, opts.uniform, opts.sharpness_threshold,
                          tuple(include), opts.max_frame_size, progress)
     rep = {"frames": len(rec["frames"]), "video": rec["video"], "threshold": rec["threshold"],

@@ -7,6 +7,7 @@ from pathlib import Path
 from BreastShapeModelLib.workspace import Workspace
 
 STEPS = ("frames", "sfm", "dense", "landmarks", "align", "fit", "colorize", "measure")
+UNTIL_STEPS = ("frames", "sfm")           # where a run may stop before the landmarks are placed
 
 
 class VideoWorkspace(Workspace):
@@ -27,6 +28,7 @@ class VideoWorkspace(Workspace):
     DEBUG_RAY_LANDMARKS = "debug_ray_landmarks.ply"
     COLORED = "reconstruction_colored.ply"
     OVERVIEW = "overview.png"
+    LANDMARK_CHECK = "landmark_check.png"        # 3D landmarks re-projected into other frames (the Check view)
 
     @property
     def images(self) -> Path:

@@ -10,7 +10,7 @@ from BreastShapeModelLib.mesh_io import write_mesh  # noqa: E402
 from BreastShapeModelLib.module_logic import (FitJob, FitRequest, ModelChoice, landmarks_from_markups,  # noqa: E402
                                               missing_packages, place_landmarks_node)
 from BreastShapeModelLib.options import ScanOptions  # noqa: E402
-from BreastShapeModelLib.mrml_io import load_model_node  # noqa: E402
+from BreastShapeModelLib.mrml_io import load_model_node, to_ras  # noqa: E402
 
 
 def test_place_landmarks_creates_six_named_undefined_points():
@@ -30,9 +30,9 @@ def test_fit_job_from_model_node_and_markups(geo_model, geo_ckpt, tmp_path):
     scan = load_model_node(scene, write_mesh(mesh, tmp_path / "scan.ply"), "scan")
     anchors = geo_model.anchors(geo_model.mean_code) * 100.0
     landmarks = place_landmarks_node(scene)
-    for i, p in enumerate(anchors):                       # RAS in Slicer = LPS file coordinates with x, y negated
-        landmarks.SetNthControlPointPositionWorld(i, [-p[0], -p[1], p[2]])
-    assert np.allclose(landmarks_from_markups(landmarks), anchors)
+    for i, p in enumerate(to_ras(anchors, "model")):      # the scan is shown upright: placed where it is seen
+        landmarks.SetNthControlPointPositionWorld(i, p.tolist())
+    assert np.allclose(landmarks_from_markups(landmarks, "model"), anchors)
     job = FitJob(FitRequest(ModelChoice(str(geo_ckpt), device="cpu"), input_path="",
                             options=ScanOptions(iterations=80, voxel_resolution=48)),
                  input_node=scan, landmarks_node=landmarks).start()
@@ -53,3 +53,28 @@ def test_fit_job_from_model_node_and_markups(geo_model, geo_ckpt, tmp_path):
 
 def test_no_packages_missing_here():
     assert missing_packages() == []
+
+
+def test_sample_scan_fits_as_in_the_module_self_test(tmp_path):
+    """The module self-test's path on the shipped sample scan: nodes -> FitJob -> result overlaying the scan."""
+    from BreastShapeModelLib.mrml_io import load_markups_node, markups_positions
+    from BreastShapeModelLib.sample_data import sources
+    scan_source = sources()[0]
+    scene = slicer.vtkMRMLScene()
+    scan = load_model_node(scene, scan_source.files[0], frame="lps")
+    landmarks = load_markups_node(scene, scan_source.files[1], frame="lps")
+    job = FitJob(FitRequest(ModelChoice(device="cpu"), input_path="",
+                            options=ScanOptions(iterations=100, voxel_resolution=64)),
+                 input_node=scan, landmarks_node=landmarks).start()
+    try:
+        assert job.job.wait(timeout=600) == 0, job.job.error_message()
+        model, fitted = job.load_results(scene)
+        assert job.report["residuals"]["mean_mm"] < 5.0
+        # the result is in the scan's frame: its anchors sit near the scan's landmarks in RAS (a wrong frame puts
+        # them hundreds of mm away; the short fit's nipple anchors are off by 20-35 mm, the model's anchor error)
+        a, _ = markups_positions(fitted)
+        b, _ = markups_positions(landmarks)
+        d = np.linalg.norm(a - b, axis=1)
+        assert np.median(d) < 20.0 and d.max() < 50.0, d
+    finally:
+        job.cleanup()

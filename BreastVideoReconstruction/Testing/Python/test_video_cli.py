@@ -419,3 +419,68 @@ def test_robust_landmark_weights_find_the_outlier():
                                 [{"views": 7, "reprojection_px": 0.6}, {"sweep_score": 0.7}, {}, {"views": 3,
                                  "reprojection_px": 1.9}, {}, {"views": 9, "reprojection_px": 0.4}])
     assert ev.tolist() == [1.0, 0.5, 0.3, 0.5, 1.0, 1.0] and "tracking failed" in why[1]
+
+
+def test_slicer_workflow_frames_markups_pipeline_upright(result, video, tmp_path):
+    """As in Slicer: frames as a sequence -> six markups clicked at the landmarks' pixels -> pixels recovered
+    (<= 0.5 px) -> the landmark file drives the pipeline -> the result and every step load upright in RAS."""
+    pytest.importorskip("slicer")
+    import cv2
+    import slicer
+    from BreastVideoReconstructionLib.frame_volumes import (current_image, frames_sequence, place_frame_landmarks,
+                                                            write_frame_landmarks)
+    from BreastVideoReconstructionLib.landmark_check import landmark_check
+    from BreastVideoReconstructionLib.landmarks2d import read_landmarks_2d
+    from BreastVideoReconstructionLib.module_logic import VideoJob, VideoRequest, load_steps
+    from BreastVideoReconstructionLib.options import VideoOptions
+    from BreastVideoReconstructionLib.scene_io import landmark_pixels_in_frame
+    out = tmp_path / "out"
+    shutil.copytree(result["out"], out)
+    for lock in out.glob("*.lock"):
+        lock.unlink()
+    lm = read_landmarks_2d(video / "landmarks.json")
+    frames = json.loads((out / "frames.json").read_text())
+    image = next(f["image"] for f in frames["frames"] if f["source_frame"] == lm.video_frame)
+    truth = landmark_pixels_in_frame(out, lm)                      # the landmarks in the extracted frame's pixels
+    png = cv2.imread(str(out / "images" / image))[:, :, ::-1]
+    for max_size in (None, 320):                                   # full size, and shown downsized (spacing 2)
+        scene = slicer.vtkMRMLScene()
+        sequence, browser, proxy = frames_sequence(scene, out, max_size=max_size, select=image)
+        assert sequence.GetNumberOfDataNodes() == len(frames["frames"]) and current_image(browser) == image
+        dims = proxy.GetImageData().GetDimensions()
+        assert dims[:2] == ((png.shape[1], png.shape[0]) if max_size is None else (png.shape[1] // 2, png.shape[0] // 2))
+        if max_size is None:                                       # voxel (i, j) is pixel (x, y) of the frame
+            x, y = np.round(truth[2]).astype(int)
+            assert tuple(proxy.GetImageData().GetScalarComponentAsDouble(x, y, 0, c) for c in range(3)) == \
+                tuple(float(v) for v in png[y, x])
+        points = place_frame_landmarks(scene, browser)
+        for i, (x, y) in enumerate(truth):                         # clicked on the frame: R = -x, A = -y, S = 0
+            points.SetNthControlPointPosition(i, -x, -y, 0.0)
+        placed = write_frame_landmarks(points, proxy, tmp_path / f"placed_{max_size}.json")
+        back = read_landmarks_2d(placed)
+        assert back.image == image and np.abs(back.points - truth).max() <= 0.5
+    opts = VideoOptions()
+    opts.fit.nipple_to_nipple_dist, opts.frames.num_frames = round(result["nipple"], 2), 24
+    opts.fit.iterations, opts.fit.voxel_resolution = 300, 128
+    job = VideoJob(VideoRequest(str(video / "video.mp4"), str(placed), str(out), opts)).start()
+    assert job.job.wait(600) == 0, job.job.error_message()
+    skipped = {e["name"] for e in job.job.poll() if e["type"] == "step" and e.get("status") == "skipped"}
+    assert {"frames", "sfm"} <= skipped                            # frames and cameras reused, landmarks new
+    scene = slicer.vtkMRMLScene()
+    model, anchors = job.load_results(scene)
+    ras = np.array([anchors.GetNthControlPointPosition(i) for i in range(6)])
+    assert ras[0][2] > ras[1][2] + 100                             # sternal notch superior to the navel
+    assert min(ras[2][1], ras[3][1]) > ras[0][1] + 20              # nipples anterior to the sternal notch
+    assert ras[2][0] < ras[3][0]                                   # left nipple on the patient's left (R < 0 side)
+    steps = load_steps(scene, out)
+    cams = np.array([steps["cameras"].GetPolyData().GetPoint(i) for i in range(steps["cameras"].GetPolyData().GetNumberOfPoints())])
+    assert np.median(cams[:, 1]) > ras[2][1] + 100                 # the phone was in front of the patient
+    assert steps["aligned"].GetPolyData().GetNumberOfPoints() > 500
+    bounds = [0.0] * 6
+    model.GetPolyData().GetBounds(bounds)
+    aligned = np.array([steps["aligned"].GetPolyData().GetPoint(i) for i in range(0, steps["aligned"].GetPolyData().GetNumberOfPoints(), 10)])
+    inside = ((aligned >= np.array(bounds[::2]) - 20) & (aligned <= np.array(bounds[1::2]) + 20)).all(1)
+    assert inside.mean() > 0.9                                     # the aligned cloud overlays the surface
+    picture, rows = landmark_check(out, count=4)
+    assert picture.is_file() and len(rows) == 4 and image not in [r["frame"] for r in rows]
+    assert np.mean([np.mean(r["visible"]) for r in rows]) > 0.9
