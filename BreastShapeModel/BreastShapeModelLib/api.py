@@ -103,6 +103,9 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
             return RunResult(ws, json.loads(ws.fit_report.read_text(encoding="utf-8")), skipped=True)
         points, kind = read_cloud(input, opts.max_points, opts.seed)
         lms = read_landmarks(landmarks) if landmarks is not None else None
+        if lms is not None:
+            from .landmark_checks import check_landmarks
+            check_landmarks(lms, points, str(landmarks))
         net = lazy.get()
         ws.create()
         metrical = opts.metrical or opts.nipple_to_nipple_dist is not None

@@ -102,6 +102,7 @@ def align(ws: W, landmarks: Path, opts: AlignOptions, model, progress: Progress,
     """Landmarks to 3D, weighted by their evidence; similarity to the model; prune -> aligned_pt_pruned.ply.
     `model`: a `LazyModel` (loaded only when the step runs)."""
     import cv2
+    from BreastShapeModelLib.landmark_checks import check_landmarks
     from .align import LOO_TOLERANCE, align_and_prune, landmark_evidence, landmarks_to_3d, robust_landmark_weights
     from .landmarks2d import check_inside, overlay, read_landmarks_2d, save_rgb
     lm = read_landmarks_2d(landmarks)
@@ -126,6 +127,7 @@ def align(ws: W, landmarks: Path, opts: AlignOptions, model, progress: Progress,
         evidence, why = landmark_evidence(methods, info["per_landmark"])
         weights, loo = robust_landmark_weights(lms3, net.average_anchors, evidence) if opts.robust_landmarks \
             else (np.ones(6), {})
+        check_landmarks(lms3, scene.points, f"{landmarks} (in 3D, on frame {cam.name})", trusted=weights >= 0.5)
         res = align_and_prune(net, scene, lms3, threshold, weights)
         update(2, "aligned and pruned")
         write_points_ply(ws / W.LANDMARKS_3D, lms3)

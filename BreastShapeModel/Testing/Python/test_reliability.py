@@ -60,3 +60,19 @@ def test_sigterm_stops_cleanly_keeps_results_and_resumes(tmp_path):
                                     "--progress", "none"), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "fit_report.json").read_text())["options"]["iterations"] == 60
+
+
+def test_landmark_faults_are_refused_before_fitting(tmp_path):
+    """Landmarks far away, in metres for a cloud in mm, nipples swapped, all sides swapped: one line, exit 2."""
+    from BreastShapeModelLib.landmarks import read_landmarks, write_landmarks
+    lm = read_landmarks(DATA / "landmarks" / "anny_torso.txt")
+    cases = {"far": (lm + [0.0, 0.0, 2000.0], "far from the cloud"), "metres": (lm / 1000.0, "different units"),
+             "nipples": (lm[[0, 1, 3, 2, 4, 5]], "nipple landmarks are swapped"),
+             "sides": (lm[[0, 1, 3, 2, 5, 4]], "left and right landmarks are swapped")}
+    for name, (points, needle) in cases.items():
+        path = write_landmarks(points, tmp_path / f"{name}.csv")
+        r = subprocess.run([sys.executable, "-m", LIB, "reconstruct", str(DATA / "anny_torso.ply"), "--landmarks",
+                            str(path), "--output_dir", str(tmp_path / name), *FAST, "--progress", "none"],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, (name, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / name / "reconstruction.ply").exists()

@@ -484,3 +484,17 @@ def test_slicer_workflow_frames_markups_pipeline_upright(result, video, tmp_path
     picture, rows = landmark_check(out, count=4)
     assert picture.is_file() and len(rows) == 4 and image not in [r["frame"] for r in rows]
     assert np.mean([np.mean(r["visible"]) for r in rows]) > 0.9
+
+
+def test_swapped_landmarks_on_a_frame_are_refused(result, video, tmp_path, cli):
+    """Left and right clicked the other way round on the frame: refused after triangulation, nothing changed."""
+    out = tmp_path / "out"
+    shutil.copytree(result["out"], out)
+    doc = json.loads((video / "landmarks.json").read_text())
+    doc["points"] = [doc["points"][i] for i in (0, 1, 3, 2, 5, 4)]
+    swapped = tmp_path / "swapped.json"
+    swapped.write_text(json.dumps(doc))
+    before = (out / "aligned_pt_pruned.ply").read_bytes()
+    r = cli(MOD, "align", out, swapped, "--progress", "none")
+    assert r.returncode == 2 and "swapped" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert (out / "aligned_pt_pruned.ply").read_bytes() == before
