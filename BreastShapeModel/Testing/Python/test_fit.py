@@ -81,6 +81,7 @@ def test_reconstruct_recovers_a_model_surface_in_the_input_frame(geo_model):
 
 def test_reconstruct_cli_outputs_and_metric_scale(geo_model, geo_ckpt, cli, tmp_path):
     mesh, pts, anchors = _geo_surface(geo_model)
+    anchors = trimesh.proximity.closest_point(mesh, anchors)[0]     # landmarks lie on the scan (they are checked)
     np.save(tmp_path / "cloud.npy", pts * 100)
     write_landmarks(anchors * 100, tmp_path / "lm.csv")
     out = tmp_path / "out"

@@ -1,5 +1,6 @@
 """The Fit section's logic against real MRML (slicer-core): markups in, a real child-process fit, nodes out."""
 import numpy as np
+import trimesh
 import pytest
 
 slicer = pytest.importorskip("slicer")
@@ -28,7 +29,7 @@ def test_fit_job_from_model_node_and_markups(geo_model, geo_ckpt, tmp_path):
     mesh = geo_model.mesh(geo_model.mean_code, 64)
     mesh.vertices *= 100.0
     scan = load_model_node(scene, write_mesh(mesh, tmp_path / "scan.ply"), "scan")
-    anchors = geo_model.anchors(geo_model.mean_code) * 100.0
+    anchors = trimesh.proximity.closest_point(mesh, geo_model.anchors(geo_model.mean_code) * 100.0)[0]   # on it
     landmarks = place_landmarks_node(scene)
     for i, p in enumerate(to_ras(anchors, "model")):      # the scan is shown upright: placed where it is seen
         landmarks.SetNthControlPointPositionWorld(i, p.tolist())
@@ -45,7 +46,9 @@ def test_fit_job_from_model_node_and_markups(geo_model, geo_ckpt, tmp_path):
         assert support is not None and support.GetNumberOfTuples() == model.GetPolyData().GetNumberOfPoints()
         assert model.GetDisplayNode().GetActiveScalarName() == "support"
         assert fitted.GetNumberOfControlPoints() == 6
-        assert job.report["residuals"]["mean"] < 5.0               # input units (x100 model units)
+        # input units (x100 model units); the toy model's anchors lie 0.25 units off its surface, so landmarks
+        # placed on the scan (as they must be: they are checked) align it only roughly
+        assert job.report["residuals"]["mean"] < 15.0
     finally:
         job.cleanup()
     assert not job.output_dir.exists()
