@@ -25,6 +25,8 @@ from .progress import Progress
 from .self_check import SELF_CHECK_FAILED
 from .workspace import Workspace, file_key, stamp_of
 
+SCAN_SPACE_MB = 30           # a fit's outputs (mesh, anchors, report), generously
+
 
 
 @dataclass
@@ -96,6 +98,7 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
     check_output_not_input(output_dir, input, landmarks)
     ws = Workspace(output_dir)
     with ws.lock():
+        ws.check_space(SCAN_SPACE_MB, "a fit")
         lazy = model if isinstance(model, LazyModel) else LazyModel(model)
         key = stamp_of("reconstruct", {"input": file_key(input), "landmarks": file_key(landmarks),
                                        "options": as_dict(opts), "model": lazy.key})

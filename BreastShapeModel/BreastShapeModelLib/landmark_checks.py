@@ -11,11 +11,18 @@ from .landmarks import LANDMARK_NAMES
 
 SN, NAVEL, L_NIPPLE, R_NIPPLE, L_CORACOID, R_CORACOID = range(6)
 NEAR_FRACTION = 0.15        # a landmark farther from every point than this x the body's size is not on it
+BEHIND_FRACTION = 0.1       # nipples this far (x notch-navel) behind the chest around them: sides swapped
 
 
-def check_landmarks(landmarks: np.ndarray, points: np.ndarray, where: str, trusted=None) -> None:
+def check_landmarks(landmarks: np.ndarray, points: np.ndarray, where: str, trusted=None, viewpoint=None) -> None:
     """A user error naming what is wrong, or nothing. `points`: the cloud (or SfM points) the landmarks are on;
-    `trusted`: landmarks to judge (a video landmark down-weighted as doubtful is left to the robust fit)."""
+    `trusted`: landmarks to judge (a video landmark down-weighted as doubtful is left to the robust fit);
+    `viewpoint`: where the camera was (video: the mean camera centre), which tells the front for certain.
+
+    Swapped sides are judged from the front: with a viewpoint, the nipples' left-to-right direction must turn the
+    right way towards the camera; without one (a scan), only when the nipples lie clearly behind the chest around
+    them (a full torso with its sides swapped); a front-only scan with swapped sides is left to the after-fit
+    self-check, whose residuals then fail loudly."""
     lm = np.asarray(landmarks, float)
     pts = np.asarray(points, float)
     ok = np.ones(6, bool) if trusted is None else np.asarray(trusted, bool)
@@ -46,7 +53,12 @@ def check_landmarks(landmarks: np.ndarray, points: np.ndarray, where: str, trust
             raise UserError(f"{where}: the left and right nipple landmarks are swapped (the left nipple lies on the "
                             f"side of the right coracoid)")
     forward = np.cross(nipples / max(np.linalg.norm(nipples), 1e-12), up)
-    near = pts[np.linalg.norm(pts - (lm[SN] + lm[NAVEL]) / 2, axis=1) < 0.9 * spread]
-    if len(near) >= 50 and (lm[[L_NIPPLE, R_NIPPLE]].mean(0) - near.mean(0)) @ forward < 0:
+    if viewpoint is not None:
+        behind = (np.asarray(viewpoint, float) - lm.mean(0)) @ forward < 0
+    else:
+        near = pts[np.linalg.norm(pts - (lm[SN] + lm[NAVEL]) / 2, axis=1) < 0.9 * spread]
+        behind = len(near) >= 50 and \
+            (lm[[L_NIPPLE, R_NIPPLE]].mean(0) - near.mean(0)) @ forward < -BEHIND_FRACTION * spread
+    if behind:
         raise UserError(f"{where}: left and right landmarks are swapped (left ones on the patient's right, seen "
                         f"from the front); left means the patient's left")

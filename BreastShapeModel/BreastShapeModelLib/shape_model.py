@@ -81,9 +81,17 @@ class ShapeModel:
             avg = OFFICIAL_AVERAGE_ANCHORS
         if max(cfg.anchor_indices) >= len(avg):
             raise CheckpointError(f"config anchor_indices {list(cfg.anchor_indices)} do not fit {len(avg)} anchors")
+        used = np.asarray(avg, float)[list(cfg.anchor_indices)]
+        if not np.isfinite(used).all() or np.ptp(used, axis=0).max() < 1e-6:
+            raise CheckpointError(f"{anchors or path}: the average anchors are degenerate (all at one point, or not "
+                                  f"finite); give the model's real average anchors (--anchors)")
         net = LocalEnsembleSDF(cfg, torch.as_tensor(np.asarray(avg)[list(cfg.anchor_indices)]))
         expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
         check_against_config(ck, cfg, expected, str(path))
+        bad = [k for k, v in ck.state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad or not (torch.isfinite(ck.latent_mean).all() and torch.isfinite(ck.latent_std).all()):
+            raise CheckpointError(f"{path}: the weights contain NaN or infinity ({', '.join(bad[:3]) or 'latent '
+                                  f'statistics'}); the file is damaged or from a training run that diverged")
         net.load_state_dict(ck.state_dict)
         dev = resolve_device(device)
         return cls(net, ck.latent_mean, ck.latent_std, ck.mm_per_unit or OFFICIAL_MM_PER_UNIT, str(path),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -76,6 +77,13 @@ class Workspace:
             raise UserError(f"the output folder {self.root} is not a folder")
         return self
 
+    def check_space(self, need_mb: float, what: str) -> None:
+        """Refuse before the work when the output folder's disk has clearly too little room for it."""
+        free_mb = shutil.disk_usage(self.create().root).free / 2 ** 20
+        if free_mb < need_mb:
+            raise UserError(f"{self.root}: only {free_mb:.0f} MB free on its disk, and {what} needs about "
+                            f"{need_mb:.0f} MB; free some space or choose another output folder")
+
     # --------------------------------------------------------------------------------------- one run at a time
     LOCK = ".lock"
 
@@ -134,16 +142,31 @@ class Workspace:
         except (OSError, ValueError):
             return {}
 
+    def _fingerprint(self, output: str) -> int | None:
+        """What a stamp remembers of an output: a file's size, a folder's number of entries (None: missing)."""
+        path = self.root / output
+        if path.is_dir():
+            return sum(1 for _ in path.iterdir())
+        return path.stat().st_size if path.is_file() else None
+
     def is_done(self, step: str, key: str) -> bool:
+        """Finished with these inputs, and its outputs are still as the step left them (none missing, truncated
+        or, for a folder, with files missing): otherwise the step runs again."""
         rec = self._record(step)
-        return rec.get("key") == key and all((self.root / f).exists() for f in rec.get("outputs", []))
+        if rec.get("key") != key:
+            return False
+        sizes = rec.get("sizes") or {f: None for f in rec.get("outputs", [])}
+        return all(self._fingerprint(f) is not None and (size is None or self._fingerprint(f) == size)
+                   for f, size in sizes.items())
 
     def mark_done(self, step: str, key: str, outputs: list[str], report: dict) -> None:
-        missing = [f for f in outputs if not (self.root / f).exists()]
+        """Stamp a step done, only once its outputs exist (files, or folders: whole)."""
+        sizes = {f: self._fingerprint(f) for f in outputs}
+        missing = [f for f, size in sizes.items() if size is None]
         if missing:
             raise RuntimeError(f"step {step} did not write {', '.join(missing)}")
-        atomic_write_text(self._stamp(step), json.dumps({"key": key, "outputs": outputs, "report": report},
-                                                        indent=1, default=str))
+        atomic_write_text(self._stamp(step), json.dumps({"key": key, "outputs": outputs, "sizes": sizes,
+                                                         "report": report}, indent=1, default=str))
 
     def step_report(self, step: str) -> dict:
         return self._record(step).get("report", {})

@@ -29,6 +29,7 @@ from . import steps
 from .options import VideoOptions
 from .workspace import UNTIL_STEPS, VideoWorkspace as W
 
+SFM_SPACE_MB, FRAME_SPACE_MB = 60, 3       # SfM database and results; one extracted frame (PNG), generously
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".3gp")
 
 
@@ -63,6 +64,7 @@ def run_video(video: str | Path, output_dir: str | Path | None = None,
     check_output_not_input(ws.root, video, lm_file)
     lm = read_landmarks_2d(lm_file) if lm_file is not None else None
     with ws.lock():
+        ws.check_space(SFM_SPACE_MB + FRAME_SPACE_MB * opts.frames.num_frames, "this run")
         net = model if isinstance(model, LazyModel) else LazyModel(model if model is not None else opts.model)
         reports, times = {}, {}
 

@@ -199,7 +199,10 @@ def extract_frames(video: Path, out_dir: Path, num_frames: int = 30, uniform: bo
     stage = progress.stage if progress is not None else (lambda *a, **k: nullcontext(lambda *x, **y: None))
     with stage("frames: scan", total=1.0) as update:
         info, times, sharp = scan(video, lambda i: update(min(i / 300.0, 0.99), f"frame {i}"))
-    if info.frames < 2 or np.all(sharp < 1e-3):
+    if info.frames < 2:
+        raise UserError(f"{video}: has {info.frames} frame; a video circling the patient is needed (is it a still "
+                        f"image with a video name?)")
+    if np.all(sharp < 1e-3):
         raise UserError(f"{video}: the video is blank (no image detail in any frame)")
     sel = select_frames(times, sharp, num_frames, uniform, sharpness_threshold, include)
     out_dir = Path(out_dir)

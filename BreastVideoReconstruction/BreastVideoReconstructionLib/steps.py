@@ -47,7 +47,7 @@ def frames(ws: W, video: Path, opts: FrameOptions, progress: Progress, include=(
                          tuple(include), opts.max_frame_size, progress)
     rep = {"frames": len(rec["frames"]), "video": rec["video"], "threshold": rec["threshold"],
            "below_threshold": sum(f["below_threshold"] for f in rec["frames"])}
-    ws.mark_done("frames", key, [W.FRAMES, f"{W.IMAGES}/000.png"], rep)
+    ws.mark_done("frames", key, [W.FRAMES, W.IMAGES], rep)
     return rep
 
 
@@ -127,7 +127,8 @@ def align(ws: W, landmarks: Path, opts: AlignOptions, model, progress: Progress,
         evidence, why = landmark_evidence(methods, info["per_landmark"])
         weights, loo = robust_landmark_weights(lms3, net.average_anchors, evidence) if opts.robust_landmarks \
             else (np.ones(6), {})
-        check_landmarks(lms3, scene.points, f"{landmarks} (in 3D, on frame {cam.name})", trusted=weights >= 0.5)
+        check_landmarks(lms3, scene.points, f"{landmarks} (in 3D, on frame {cam.name})", trusted=weights >= 0.5,
+                        viewpoint=np.mean([c.center for c in scene.cameras], axis=0))
         res = align_and_prune(net, scene, lms3, threshold, weights)
         update(2, "aligned and pruned")
         write_points_ply(ws / W.LANDMARKS_3D, lms3)

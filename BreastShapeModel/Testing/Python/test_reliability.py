@@ -1,5 +1,7 @@
-"""One run per output folder (a lock naming its holder, stale locks taken over) and Cancel (SIGTERM) handled like
-Ctrl-C: a clean stop with exit 143, a JSON error event, no temporary files, earlier results intact, resume works."""
+"""Faults a careless user or a busy machine causes, each ending in one clear line and nothing lost: one run per
+output folder (a lock naming its holder, stale locks taken over); Cancel (SIGTERM) handled like Ctrl-C (exit 143,
+a JSON error event, no temporary files, earlier results intact, resume works); landmarks that do not fit the data;
+outputs changed after a step; too little disk space; damaged models."""
 from __future__ import annotations
 
 import json
@@ -8,6 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from BreastShapeModelLib.jobs import module_command
 
 LIB = "BreastShapeModelLib"
 DATA = Path(__file__).resolve().parent / "data"
@@ -76,3 +80,63 @@ def test_landmark_faults_are_refused_before_fitting(tmp_path):
                            capture_output=True, text=True)
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, (name, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / name / "reconstruction.ply").exists()
+
+
+def test_resume_redoes_a_step_whose_outputs_changed(tmp_path):
+    """A stamp holds only while its outputs are as the step left them: a truncated file or a folder with a file
+    missing makes the step run again; a step cannot be stamped without its outputs."""
+    import pytest
+    from BreastShapeModelLib.workspace import Workspace
+    ws = Workspace(tmp_path / "ws").create()
+    (ws.root / "report.json").write_text('{"frames": 3}')
+    (ws.root / "images").mkdir()
+    for i in range(3):
+        (ws.root / "images" / f"{i:03d}.png").write_bytes(b"png")
+    ws.mark_done("frames", "k1", ["report.json", "images"], {})
+    assert ws.is_done("frames", "k1") and not ws.is_done("frames", "k2")
+    (ws.root / "images" / "001.png").unlink()
+    assert not ws.is_done("frames", "k1")                                   # a frame went missing
+    (ws.root / "images" / "001.png").write_bytes(b"png")
+    assert ws.is_done("frames", "k1")
+    (ws.root / "report.json").write_text('{"fra')                            # truncated (disk full, killed)
+    assert not ws.is_done("frames", "k1")
+    with pytest.raises(RuntimeError, match="did not write missing.ply"):
+        ws.mark_done("fit", "k", ["missing.ply"], {})
+    assert not ws.has_step("fit")
+
+
+def test_too_little_disk_space_is_refused_before_the_work(tmp_path, monkeypatch):
+    """The output folder's disk is checked first: one clear message, nothing written, no fit started."""
+    import shutil as _shutil
+    import pytest
+    from BreastShapeModelLib import workspace
+    from BreastShapeModelLib.api import run_scan
+    from BreastShapeModelLib.errors import UserError
+    real = _shutil.disk_usage
+    monkeypatch.setattr(workspace.shutil, "disk_usage",
+                        lambda p: real(p)._replace(free=5 * 2 ** 20))                 # 5 MB left
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=r"only 5 MB free .* a fit needs about 30 MB"):
+        run_scan(DATA / "anny_torso.ply", out, DATA / "landmarks" / "anny_torso.txt")
+    assert sorted(p.name for p in out.iterdir()) == []                                # not even a lock left
+
+
+def test_damaged_models_say_what_is_wrong(tmp_path):
+    """NaN weights and degenerate average anchors: one line naming the problem, exit 2 (not 'no zero crossing'
+    after minutes of work)."""
+    import numpy as np
+    import torch
+    from BreastShapeModelLib import BUNDLED_MODEL
+    data = torch.load(BUNDLED_MODEL, weights_only=True)
+    states = data["model_state_dict"]
+    name = next(k for k, v in states.items() if v.is_floating_point() and v.ndim >= 2)
+    states[name] = states[name].clone()
+    states[name].view(-1)[0] = float("nan")
+    torch.save(data, tmp_path / "nan.pth")
+    r = subprocess.run(module_command(LIB, "info", "--ckpt", str(tmp_path / "nan.pth")), capture_output=True, text=True)
+    assert r.returncode == 2 and "NaN or infinity" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    np.save(tmp_path / "zeros.npy", np.zeros((6, 3)))
+    r = subprocess.run(module_command(LIB, "mean", "--anchors", str(tmp_path / "zeros.npy"), "--output_dir",
+                                      str(tmp_path / "out"), "--voxel_resolution", "32", "--progress", "none"),
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "degenerate" in r.stderr and "Traceback" not in r.stderr, r.stderr
