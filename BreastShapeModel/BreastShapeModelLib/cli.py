@@ -6,6 +6,7 @@ codes, `info` about a checkpoint. User errors print one line and exit with statu
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import time
@@ -15,7 +16,7 @@ import numpy as np
 
 from . import __version__
 from .errors import UserError
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, staged_set, staged_to_final
 from .mesh_io import write_shape
 from .progress import MODES, Progress
 from .options import MeshOptions, ModelOptions, add_options, from_args
@@ -103,29 +104,28 @@ def _mesh_codes(model, codes: list[np.ndarray], names: list[str], args, progress
                 extra: dict) -> list[str]:
     """Mesh every code and write its files; returns the written paths."""
     units = "mm" if args.metrical else "model"
-    args.output_dir.mkdir(parents=True, exist_ok=True)
     written, shapes = [], []
     t0 = time.perf_counter()
-    with progress.stage("meshing", total=len(codes), unit="shape") as update:
-        for i, (code, name) in enumerate(zip(codes, names)):
-            def on_grid(fraction, message, i=i):
-                update(i + fraction, f"{name}: {message}")
-            t = time.perf_counter()
-            mesh = model.mesh(code, args.voxel_resolution, args.chunk_size, units, args.meshing, on_grid)
-            anchors = model.anchors(code, mm=args.metrical)
-            paths = write_shape(mesh, anchors, args.output_dir / name, code, units="mm")
-            written += [str(p) for p in paths]
-            shapes.append({"name": name, "vertices": len(mesh.vertices), "faces": len(mesh.faces),
-                           "watertight": bool(mesh.is_watertight), "seconds": round(time.perf_counter() - t, 3),
-                           "anchors": np.asarray(anchors).round(6).tolist()})
-            update(i + 1, name)
-    summary = {"model": model.describe(), "units": units, "mm_per_unit": model.mm_per_unit,
-               "voxel_resolution": args.voxel_resolution, "meshing": args.meshing, "shapes": shapes,
-               "total_seconds": round(time.perf_counter() - t0, 3), **extra}
-    summary_path = args.output_dir / f"{args.command}_info.json"
-    atomic_write_text(summary_path, json.dumps(summary, indent=2))
-    written.append(str(summary_path))
-    progress.log(f"wrote {len(codes)} shape(s) to {args.output_dir} ({summary['total_seconds']:.1f} s)")
+    from .workspace import Workspace
+    with Workspace(args.output_dir).lock(), staged_set(args.output_dir) as stage:   # one run; all shapes or none
+        with progress.stage("meshing", total=len(codes), unit="shape") as update:
+            for i, (code, name) in enumerate(zip(codes, names)):
+                def on_grid(fraction, message, i=i):
+                    update(i + fraction, f"{name}: {message}")
+                t = time.perf_counter()
+                mesh = model.mesh(code, args.voxel_resolution, args.chunk_size, units, args.meshing, on_grid)
+                anchors = model.anchors(code, mm=args.metrical)
+                written += write_shape(mesh, anchors, stage / name, code, units="mm")
+                shapes.append({"name": name, "vertices": len(mesh.vertices), "faces": len(mesh.faces),
+                               "watertight": bool(mesh.is_watertight), "seconds": round(time.perf_counter() - t, 3),
+                               "anchors": np.asarray(anchors).round(6).tolist()})
+                update(i + 1, name)
+        summary = {"model": model.describe(), "units": units, "mm_per_unit": model.mm_per_unit,
+                   "voxel_resolution": args.voxel_resolution, "meshing": args.meshing, "shapes": shapes,
+                   "total_seconds": round(time.perf_counter() - t0, 3), **extra}
+        written.append(atomic_write_text(stage / f"{args.command}_info.json", json.dumps(summary, indent=2)))
+        written = staged_to_final(written, stage, args.output_dir)
+    progress.summary(f"wrote {len(codes)} shape(s) to {args.output_dir} ({summary['total_seconds']:.1f} s)")
     progress.result(files=written)
     return written
 
@@ -196,6 +196,9 @@ def _on_sigterm(signum, frame):
     raise Cancelled()
 
 
+IO_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR}
+
+
 def dispatch(args, interrupted: str = "interrupted; finished outputs are kept") -> int:
     """Run a parsed command: user errors as one line (exit 2), Ctrl-C as exit 130 and SIGTERM as exit 143, each
     with a JSON `error` event (`cancelled: true` for the two signals); shared by both CLIs. Temporary files are
@@ -206,6 +209,12 @@ def dispatch(args, interrupted: str = "interrupted; finished outputs are kept") 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        if hasattr(args, "voxel_resolution") and hasattr(args, "meshing"):
+            from .options import MeshOptions
+            note = MeshOptions(args.voxel_resolution, getattr(args, "chunk_size", 65536), args.meshing)
+            note.check()
+            if (text := note.memory_warning()) is not None:
+                progress.warn(text)
         return args.func(args, progress)
     except UserError as exc:
         progress.event("error", message=str(exc))
@@ -220,6 +229,14 @@ def dispatch(args, interrupted: str = "interrupted; finished outputs are kept") 
         import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:                      # disk full, read-only, not a folder...: one line, nothing lost
+        if exc.errno not in IO_ERRNOS:
+            raise
+        message = (f"cannot read or write {exc.filename or 'the output folder'}: {exc.strerror}; earlier complete "
+                   f"results are kept")
+        progress.event("error", message=message)
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,7 +114,7 @@ def cmd_synth(args, progress: Progress) -> int:
     failed = [f"{n}: {s}" for n, s in results if s.startswith("failed")]
     for line in failed:
         print(line, file=sys.stderr)
-    progress.log(f"{written} torsos written, {len(results) - written - len(failed)} already there, "
+    progress.summary(f"{written} torsos written, {len(results) - written - len(failed)} already there, "
                  f"{len(failed)} failed, to {args.output_dir} ({time.perf_counter() - t0:.1f} s)")
     progress.result(output_dir=str(args.output_dir), written=written, failed=failed)
     if failed:
@@ -142,7 +142,7 @@ def _sheet(args, progress: Progress) -> int:
             labels += [f"#{args.start + i} L{v['left']:.0f} R{v['right']:.0f} ml", second]
             update(i + 1)
     render.save_png(render.sheet(tiles, columns=8, labels=labels), args.sheet)
-    progress.log(f"wrote {args.sheet}")
+    progress.summary(f"wrote {args.sheet}")
     progress.result(files=[str(args.sheet)])
     return 0
 
@@ -175,7 +175,7 @@ def cmd_preprocess(args, progress: Progress) -> int:
         print(f"skipped {reason}", file=sys.stderr)
         progress.event("log", message=f"skipped {reason}")
     scale = float(np.mean([s.scale for s in shapes]))
-    progress.log(f"wrote {len(shapes)} shapes to {args.output}; {len(skipped)} skipped; "
+    progress.summary(f"wrote {len(shapes)} shapes to {args.output}; {len(skipped)} skipped; "
                  f"mm per model unit {1 / (2 * scale):.2f}")
     progress.result(files=[str(args.output)], shapes=len(shapes), skipped=skipped)
     return 0
@@ -197,7 +197,7 @@ def cmd_anchors(args, progress: Progress) -> int:
             tmp.write_text("".join(sep.join(f"{v:.8f}" for v in row) + "\n" for row in anchors))
         else:
             raise UserError(f"{args.output}: unknown anchors format (use .npy, .pt, .txt or .csv)")
-    progress.log(f"average anchors of {len(data)} shapes -> {args.output}")
+    progress.summary(f"average anchors of {len(data)} shapes -> {args.output}")
     progress.result(files=[str(args.output)], anchors=anchors.round(6).tolist())
     print(json.dumps({"shapes": len(data), "average_anchors": anchors.round(6).tolist()}))
     return 0

@@ -31,7 +31,7 @@ def cmd_reconstruct(args, progress: Progress) -> int:
     rep = result.report
     r = rep["residuals"]
     verb = "reused the earlier fit" if result.skipped else f"fit in {rep['fit_seconds']:.1f} s"
-    progress.log(f"{verb}; input-to-surface residual mean {r['mean_mm']:.2f} mm, 95th pct {r['p95_mm']:.2f} mm; "
+    progress.summary(f"{verb}; input-to-surface residual mean {r['mean_mm']:.2f} mm, 95th pct {r['p95_mm']:.2f} mm; "
                  f"wrote {args.output_dir}")
     progress.result(files=[str(p) for p in result.files] or [str(result.workspace.reconstruction)], residuals=r)
     return 0

@@ -37,7 +37,7 @@ def cmd_measure(args, progress: Progress) -> int:
     from .measure.report import summary_lines
     result = run_measure(args.surface, args.output_dir, args.landmarks, progress)
     for line in summary_lines(result.report):
-        progress.log(line)
+        progress.summary(line)
     progress.result(files=[str(f) for f in result.files])
     return 0
 
@@ -47,7 +47,7 @@ def cmd_compare(args, progress: Progress) -> int:
     result = run_compare(args.before, args.after, args.output_dir, args.before_landmarks, args.after_landmarks,
                          progress)
     r = result.report
-    progress.log(f"volume change left {r['volume_change_ml']['left']:+.0f} ml, right "
+    progress.summary(f"volume change left {r['volume_change_ml']['left']:+.0f} ml, right "
                  f"{r['volume_change_ml']['right']:+.0f} ml; registration residual "
                  f"{r['registration_residual_mm']:.2f} mm")
     progress.result(files=[str(f) for f in result.files])

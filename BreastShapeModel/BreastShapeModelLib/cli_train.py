@@ -110,6 +110,6 @@ def cmd_export(args, progress: Progress) -> int:
         anchors_path = stem.with_name(stem.name + "_average_anchors.pt")
         torch.save(st["average_anchors"].double(), anchors_path)
         files += [str(off), str(cfg_path), str(anchors_path)]
-    progress.log(f"wrote {', '.join(files)}")
+    progress.summary(f"wrote {', '.join(files)}")
     progress.result(files=files)
     return 0

@@ -63,10 +63,15 @@ def _read_vtk(path: Path) -> tuple[np.ndarray, np.ndarray]:
     from vtk.util.numpy_support import vtk_to_numpy
     reader = vtk.vtkGenericDataObjectReader()
     reader.SetFileName(str(path))
-    reader.Update()
+    shown = vtk.vtkObject.GetGlobalWarningDisplay()
+    vtk.vtkObject.GlobalWarningDisplayOff()          # VTK's own error lines would bury our one-line message
+    try:
+        reader.Update()
+    finally:
+        vtk.vtkObject.SetGlobalWarningDisplay(shown)
     data = reader.GetOutput()
-    if data is None or data.GetNumberOfPoints() == 0:
-        raise UserError(f"{path}: no points in the VTK file")
+    if data is None or not hasattr(data, "GetNumberOfPoints") or data.GetNumberOfPoints() == 0:
+        raise UserError(f"{path}: not a readable legacy VTK file with points (a mesh or point cloud was expected)")
     pts = vtk_to_numpy(data.GetPoints().GetData()).astype(np.float64)
     faces = np.empty((0, 3), dtype=np.int64)
     if isinstance(data, vtk.vtkPolyData) and data.GetNumberOfPolys():

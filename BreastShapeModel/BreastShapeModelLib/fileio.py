@@ -39,3 +39,29 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+@contextmanager
+def staged_set(out_dir: str | Path):
+    """Write a set of files (e.g. `sample N`'s shapes) into a hidden folder inside `out_dir`, then move them in
+    together: a failure part-way (disk full, cancel) leaves the previous complete set as it was."""
+    import shutil
+    from .errors import UserError
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"the output folder {out_dir} is a file; choose a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+    try:
+        yield stage
+        for f in sorted(p for p in stage.rglob("*") if p.is_file()):
+            dest = out_dir / f.relative_to(stage)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, dest)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def staged_to_final(paths, stage: Path, out_dir: Path) -> list[str]:
+    """Where files written into `stage` end up in `out_dir`."""
+    return [str(Path(out_dir) / Path(p).relative_to(stage)) for p in paths]

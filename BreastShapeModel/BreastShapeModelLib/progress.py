@@ -39,6 +39,16 @@ class Progress:
             from tqdm import tqdm
             tqdm.write(message, file=self._out())
 
+    def summary(self, message: str) -> None:
+        """A command's closing line: printed in every mode (`--progress none` included; JSON: a log event)."""
+        if self.mode == "json":
+            self.event("log", message=message)
+        elif self.mode == "bar":
+            from tqdm import tqdm
+            tqdm.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
     def warn(self, message: str) -> None:
         """A warning a person must see, in every mode: `warning: ...` on stderr (JSON: a warning event)."""
         if self.mode == "json":
@@ -77,9 +87,19 @@ class Progress:
     def stage(self, name: str, total: float = 1.0, unit: str = "it"):
         """A stage with a bar (or JSON events); yields `update(done, message="")` taking absolute progress."""
         if self.mode == "bar":
+            import threading
             from tqdm import tqdm
-            bar = tqdm(total=total, desc=name, unit=unit, file=self._out(), leave=True,
-                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
+            counted = float(total).is_integer() and total > 1          # frames, iterations: whole numbers
+            amount = "{n:.0f}/{total:.0f}" if counted else "{percentage:3.0f}%"
+            bar = tqdm(total=int(total) if counted else total, desc=name, unit=unit, file=self._out(), leave=True,
+                       bar_format="{l_bar}{bar}| " + amount + " [{elapsed}<{remaining}{postfix}]")
+            stop = threading.Event()
+
+            def tick():                    # the elapsed time moves even while a library gives no progress (SfM)
+                while not stop.wait(1.0):
+                    bar.refresh()
+            ticker = threading.Thread(target=tick, daemon=True)
+            ticker.start()
 
             def update(done: float, message: str = ""):
                 if message:
@@ -88,6 +108,8 @@ class Progress:
             try:
                 yield update
             finally:
+                stop.set()
+                ticker.join()
                 bar.close()
             return
 

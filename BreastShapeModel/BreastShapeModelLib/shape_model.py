@@ -90,8 +90,9 @@ class ShapeModel:
         check_against_config(ck, cfg, expected, str(path))
         bad = [k for k, v in ck.state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad or not (torch.isfinite(ck.latent_mean).all() and torch.isfinite(ck.latent_std).all()):
-            raise CheckpointError(f"{path}: the weights contain NaN or infinity ({', '.join(bad[:3]) or 'latent '
-                                  f'statistics'}); the file is damaged or from a training run that diverged")
+            where = ", ".join(bad[:3]) or "latent statistics"
+            raise CheckpointError(f"{path}: the weights contain NaN or infinity ({where}); the file is damaged or "
+                                  f"from a training run that diverged")
         net.load_state_dict(ck.state_dict)
         dev = resolve_device(device)
         return cls(net, ck.latent_mean, ck.latent_std, ck.mm_per_unit or OFFICIAL_MM_PER_UNIT, str(path),

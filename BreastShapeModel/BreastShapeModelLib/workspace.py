@@ -69,6 +69,8 @@ class Workspace:
         return self.root / self.REPORT
 
     def create(self) -> "Workspace":
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"the output folder {self.root} is a file; choose a folder")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_extract_frames(args, progress):
     with W(args.out_dir).lock():
         rep = steps.frames(W(args.out_dir), args.video, from_args(FrameOptions, args), progress, force=True)
-    progress.log(f"{rep['frames']} frames written to {args.out_dir / W.IMAGES}")
+    progress.summary(f"{rep['frames']} frames written to {args.out_dir / W.IMAGES}")
     progress.result(files=[str(args.out_dir / W.FRAMES)])
     return 0
 
@@ -179,7 +179,7 @@ def cmd_sfm(args, progress):
     opts = from_args(SfmOptions, args)
     with ws.lock():
         rep = steps.sfm(ws, opts, progress, force=True)
-        progress.log(f"SfM: {rep['registered']} frames registered, {rep['points']} points, reprojection error "
+        progress.summary(f"SfM: {rep['registered']} frames registered, {rep['points']} points, reprojection error "
                      f"{rep.get('mean_reprojection_error_px', float('nan')):.2f} px")
         if opts.dense:
             steps.dense(ws, progress, force=True)
@@ -190,7 +190,7 @@ def cmd_sfm(args, progress):
 def cmd_densify(args, progress):
     with W(args.out_dir).lock():
         rep = steps.dense(W(args.out_dir), progress, force=True)
-    progress.log(f"{rep['points']} dense points from {rep['pairs']} frame pairs in {rep['seconds']} s")
+    progress.summary(f"{rep['points']} dense points from {rep['pairs']} frame pairs in {rep['seconds']} s")
     return 0
 
 
@@ -221,7 +221,7 @@ def cmd_align(args, progress):
     with W(args.out_dir).lock():
         rep = steps.align(W(args.out_dir), args.landmarks, from_args(AlignOptions, args),
                           LazyModel(from_args(ModelOptions, args)), progress, force=True)
-    progress.log(f"landmarks on {rep['landmark_frame']} ({', '.join(rep['methods'])}); kept {rep['kept_points']} of "
+    progress.summary(f"landmarks on {rep['landmark_frame']} ({', '.join(rep['methods'])}); kept {rep['kept_points']} of "
                  f"{rep['input_points']} points")
     return 0
 
@@ -231,7 +231,7 @@ def cmd_fit(args, progress):
     with W(args.out_dir).lock():
         rep = steps.fit(W(args.out_dir), from_args(VideoFitOptions, args), LazyModel(from_args(ModelOptions, args)),
                         progress, force=True)
-    progress.log(f"fit: residual mean {rep['residuals']['mean_mm']:.2f} mm; nipple-to-nipple "
+    progress.summary(f"fit: residual mean {rep['residuals']['mean_mm']:.2f} mm; nipple-to-nipple "
                  f"{rep['measurements']['nipple_to_nipple']} {rep['units']}")
     return 0
 
@@ -239,7 +239,7 @@ def cmd_fit(args, progress):
 def cmd_colorize(args, progress):
     with W(args.out_dir).lock():
         rep = steps.colorize(W(args.out_dir), from_args(ColourOptions, args), progress, force=True)
-    progress.log(f"coloured {rep['vertices']} vertices; {100 * rep['seen_fraction']:.0f} % seen by a camera")
+    progress.summary(f"coloured {rep['vertices']} vertices; {100 * rep['seen_fraction']:.0f} % seen by a camera")
     return 0
 
 
@@ -253,7 +253,7 @@ def cmd_run(args, progress):
                        until=args.until)
     rep, ws = result.report, result.workspace
     if args.until:
-        progress.log(f"stopped after {args.until}: {rep['frames']} frames"
+        progress.summary(f"stopped after {args.until}: {rep['frames']} frames"
                      + (f", {rep['registered']} registered; frontal frame {rep['frontal_frame']}"
                         if args.until == "sfm" else ""))
         progress.result(files=[str(f) for f in result.files], frontal_frame=rep.get("frontal_frame"))
@@ -261,7 +261,7 @@ def cmd_run(args, progress):
     r = rep.get("residuals") or {}
     summary = (f"done in {rep['total_seconds']:.0f} s: {ws.reconstruction} ({rep.get('units')}); residual mean "
                f"{r.get('mean_mm', float('nan')):.2f} mm; scale from {rep.get('scale_source')}")
-    progress.log(summary)
+    progress.summary(summary)
     progress.result(files=[str(f) for f in result.files])
     if not result.passed and opts.strict:
         return 3
@@ -278,7 +278,7 @@ def cmd_synth_video(args, progress):
         raise UserError("--duration x --fps must give at least 2 frames")
     with progress.stage("render", total=max(2, int(round(args.duration * args.fps))), unit="frame") as update:
         summary = synth_video(args.output_dir, s, args.torso_index, lambda i, n: update(i))
-    progress.log(f"wrote {summary['video']} ({summary['trajectory']['frames']} frames, arc +-"
+    progress.summary(f"wrote {summary['video']} ({summary['trajectory']['frames']} frames, arc +-"
                  f"{summary['trajectory']['arc_deg']:.0f} deg at {summary['trajectory']['distance_mm']:.0f} mm) "
                  f"and its ground truth in {args.output_dir / 'truth'}")
     progress.result(files=[summary["video"], str(args.output_dir / "landmarks.json")])

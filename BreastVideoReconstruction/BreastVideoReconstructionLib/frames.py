@@ -208,6 +208,9 @@ def extract_frames(video: Path, out_dir: Path, num_frames: int = 30, uniform: bo
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".images-", dir=out_dir))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)           # mkdtemp's 0700 would hide the frames from others once renamed
     wanted = {src: k for k, src in enumerate(sel.indices)}
     try:
         with stage("frames: write", total=len(wanted)) as update:

@@ -115,22 +115,67 @@ def frontal_camera(cams: list[Camera]) -> int:
     return int(np.argmax(score))
 
 
+@dataclass
+class Label:
+    text: str
+    x: int              # top-left corner of the label's box, pixels
+    y: int
+    w: int
+    h: int
+
+
+def label_layout(points: np.ndarray, labels, shape, scale: float) -> list[Label]:
+    """Where each landmark's label goes: beside its point on the outer side (the patient's right on the image's
+    left), inside the image, moved down until it overlaps no other label."""
+    import cv2
+    pts = np.asarray(points, float)
+    height, width = shape[:2]
+    centre = np.median(pts[np.isfinite(pts).all(1), 0]) if np.isfinite(pts).any() else width / 2
+    thickness = max(1, int(round(2 * scale)))
+    boxes: list[Label] = []
+    r = int(10 * scale)                       # the other points' rings are kept clear too
+    rings = [Label("", int(px) - r, int(py) - r, 2 * r, 2 * r) for px, py in pts if np.isfinite([px, py]).all()]
+    for i, (x, y) in enumerate(pts):
+        text = f"{i + 1} {labels[i]}"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.55 * scale, thickness)
+        w, h, gap = tw + 8, th + base + 6, int(10 * scale)
+        bx = x - gap - w if x < centre else x + gap
+        by = y - h / 2
+        bx = int(np.clip(bx, 0, max(0, width - w))) if np.isfinite(bx) else 0
+        by = int(np.clip(by, 0, max(0, height - h))) if np.isfinite(by) else 0
+        for _ in range(50):
+            hit = [b for b in boxes + rings if bx < b.x + b.w and b.x < bx + w and by < b.y + b.h and b.y < by + h]
+            if not hit:
+                break
+            by = min(max(b.y + b.h for b in hit) + 1, max(0, height - h))
+        boxes.append(Label(text, bx, by, w, h))
+    return boxes
+
+
 def overlay(image_rgb: np.ndarray, points: np.ndarray, labels=LANDMARK_NAMES, extra: np.ndarray | None = None):
-    """Landmarks drawn on a frame (numbered, coloured, named); `extra` [6, 2] (e.g. re-projections) as crosses."""
+    """Landmarks drawn on a frame: a coloured ring per point and its numbered name once, on a dark box beside it;
+    `extra` [6, 2] (e.g. re-projections) as crosses."""
     import cv2
     img = np.ascontiguousarray(image_rgb.copy())
-    s = max(img.shape[:2]) / 1000
-    for i, (x, y) in enumerate(np.asarray(points, float)):
+    s = max(1.0, max(img.shape[:2]) / 1000)
+    thickness = max(1, int(round(2 * s)))
+    boxes = label_layout(points, labels, img.shape, s)
+    shade = img.copy()
+    for b in boxes:
+        cv2.rectangle(shade, (b.x, b.y), (b.x + b.w, b.y + b.h), (20, 20, 20), -1)
+    img = cv2.addWeighted(shade, 0.6, img, 0.4, 0)
+    for i, ((x, y), b) in enumerate(zip(np.asarray(points, float), boxes)):
         c = COLORS[i % len(COLORS)]
-        p = (int(round(x)), int(round(y)))
-        cv2.circle(img, p, max(3, int(8 * s)), c, max(1, int(2 * s)), cv2.LINE_AA)
-        cv2.putText(img, f"{i + 1} {labels[i]}", (p[0] + int(10 * s), p[1] - int(8 * s)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.55 * s, (255, 255, 255), max(1, int(3 * s)), cv2.LINE_AA)
-        cv2.putText(img, f"{i + 1} {labels[i]}", (p[0] + int(10 * s), p[1] - int(8 * s)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.55 * s, c, max(1, int(1.5 * s)), cv2.LINE_AA)
+        if np.isfinite([x, y]).all():
+            p = (int(round(x)), int(round(y)))
+            cv2.circle(img, p, max(4, int(8 * s)), c, thickness, cv2.LINE_AA)
+            end = (b.x + b.w if b.x + b.w <= p[0] else b.x, b.y + b.h // 2)
+            cv2.line(img, p, end, c, 1, cv2.LINE_AA)
+        cv2.putText(img, b.text, (b.x + 4, b.y + b.h - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.55 * s, c, thickness,
+                    cv2.LINE_AA)
         if extra is not None:
             q = (int(round(extra[i][0])), int(round(extra[i][1])))
-            cv2.drawMarker(img, q, c, cv2.MARKER_CROSS, max(6, int(14 * s)), max(1, int(2 * s)))
+            cv2.drawMarker(img, q, c, cv2.MARKER_CROSS, max(8, int(14 * s)), thickness)
     return img
 
 

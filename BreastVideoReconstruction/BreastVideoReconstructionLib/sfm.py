@@ -83,8 +83,20 @@ def scene_from_colmap(rec) -> Scene:
     return Scene(cams, xyz, rgb, err)
 
 
-def read_colmap(path: Path):
+def _pycolmap():
+    """pycolmap, imported so that Cancel keeps working: its logging library takes SIGTERM over on import (a
+    native stack dump and exit -15 instead of a clean stop); the handler that was there is put back."""
+    import signal
+    import threading
+    handler = signal.getsignal(signal.SIGTERM)
     import pycolmap
+    if threading.current_thread() is threading.main_thread() and handler is not None:
+        signal.signal(signal.SIGTERM, handler)
+    return pycolmap
+
+
+def read_colmap(path: Path):
+    pycolmap = _pycolmap()
     path = Path(path)
     if (path / "0").is_dir() and not (path / "cameras.bin").exists() and not (path / "cameras.txt").exists():
         path = path / "0"
@@ -99,7 +111,7 @@ def read_colmap(path: Path):
 # ----------------------------------------------------------------------------------------------- pycolmap
 def run_colmap(image_dir: Path, work_dir: Path, options: ColmapOptions, progress=None) -> SfmResult:
     """SIFT, video-suited matching, incremental mapping; the largest model is kept."""
-    import pycolmap
+    pycolmap = _pycolmap()
     pycolmap.logging.minloglevel = 2            # COLMAP's INFO lines would drown the progress bars
     if options.camera_type not in CAMERA_TYPES:
         raise UserError(f"--camera_type must be one of {', '.join(CAMERA_TYPES)}, got {options.camera_type}")

@@ -72,6 +72,9 @@ def sfm(ws: W, opts: SfmOptions, progress: Progress, force: bool = False) -> dic
                               opts.max_query_pts, opts.num_ba_iterations, opts.dense_depth, opts.camera_type,
                               opts.shared_camera)
     else:
+        # COLMAP's SQLite database aborts the whole process when the disk fills: refuse before, with room for
+        # every frame's features (keypoints + 128-byte descriptors), their matches and the models
+        ws.check_space(20 + n * opts.max_features * 400 / 2 ** 20, f"SfM on {n} frames")
         result = S.run_colmap(ws.images, ws / W.SFM_DIR,
                               S.ColmapOptions(opts.camera_type, opts.shared_camera, opts.max_image_size,
                                               opts.max_features, opts.sift_peak_threshold, opts.matching,

@@ -94,3 +94,23 @@ def test_help_documents_options(cli):
     for option in ("--output_dir", "--device", "--voxel_resolution", "--chunk_size", "--ckpt", "--config",
                    "--anchors", "--seed", "--metrical", "--progress"):
         assert option in r.stdout
+
+
+def test_progress_tells_the_truth(cli, geo_ckpt, tmp_path):
+    """Whole-number totals print as whole numbers, fractional stages as percentages, the elapsed time moves
+    while nothing reports progress, and the closing summary is printed even with --progress none."""
+    import io
+    import time
+    from BreastShapeModelLib.progress import Progress
+    stream = io.StringIO()
+    p = Progress("bar", stream=stream)
+    with p.stage("fit", total=1000.0, unit="it") as update:
+        update(500)
+    with p.stage("sfm: features", total=1.0) as update:
+        time.sleep(2.3)                                            # a library that says nothing for a while
+    text = stream.getvalue()
+    assert "500/1000" in text and "1e+03" not in text and "1000.0" not in text
+    assert "%" in text and "00:02" in text                         # the silent stage's clock moved
+    r = cli(LIB, "mean", "--ckpt", geo_ckpt, "--output_dir", tmp_path / "m", "--voxel_resolution", 32,
+            "--progress", "none")
+    assert r.returncode == 0 and "wrote 1 shape(s)" in r.stderr and r.stdout == ""

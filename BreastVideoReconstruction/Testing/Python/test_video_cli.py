@@ -137,6 +137,28 @@ def test_interrupt_then_resume(result, video, tmp_path):
     assert {"frames", "sfm", "align"} <= set(report["skipped"]) and "fit" not in report["skipped"]
 
 
+def test_cancel_during_sfm_is_clean(result, video, tmp_path):
+    """SIGTERM (the modules' Cancel) while COLMAP runs: pycolmap's logging takes SIGTERM over on import (a stack
+    dump, exit -15); ours is put back, so the stop is clean: exit 143, a cancelled event, no temporary model."""
+    out = tmp_path / "out"
+    shutil.copytree(result["out"], out)
+    for s in ("sfm", "align", "fit", "colorize"):
+        (out / ".steps" / f"{s}.json").unlink(missing_ok=True)
+    args = [sys.executable, "-m", MOD, "run", str(video / "video.mp4"), "--landmarks", str(video / "landmarks.json"),
+            "--output_dir", str(out), "--num_frames", "24", "--progress", "json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = []
+    for line in proc.stdout:                                   # wait until COLMAP is mapping
+        events.append(line)
+        if '"stage": "sfm: mapping"' in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in err and "SIGTERM" not in err, err[-2000:]
+    assert '"cancelled": true' in rest
+    assert not list((out / "sfm").glob(".sparse-*")) and not (out / ".steps" / "sfm.json").exists()
+
+
 @pytest.mark.parametrize("rows,needle", [
     ("100,100\n200,100\n150,200\n120,220\n80,60\n", "expected 6 landmarks"),
     ("100,100\n200,100\n150,200\n120,220\n80,60\n9000,50\n", "outside the 640x360 image"),
@@ -302,6 +324,9 @@ def test_hevc_video_frames(tmp_path, cli):
     rec = json.loads((out / "frames.json").read_text())
     assert rec["video"]["codec"] == "hevc" and len(rec["frames"]) == 12 and rec["video"]["frames"] == 45
     assert len(list((out / "images").glob("*.png"))) == 12
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "images").stat().st_mode & 0o777 == 0o777 & ~umask         # not mkdtemp's private 0700
     assert all(0 <= f["source_frame"] < 45 for f in rec["frames"])
 
 
@@ -498,3 +523,29 @@ def test_swapped_landmarks_on_a_frame_are_refused(result, video, tmp_path, cli):
     r = cli(MOD, "align", out, swapped, "--progress", "none")
     assert r.returncode == 2 and "swapped" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert (out / "aligned_pt_pruned.ply").read_bytes() == before
+
+
+def test_overlay_labels_once_beside_their_points():
+    """Each landmark's name is drawn once, on a box beside its point, inside the frame, clear of the other labels
+    and of the other points (a crowded sternal notch / coracoid row included)."""
+    from BreastShapeModelLib.landmarks import LANDMARK_NAMES
+    from BreastVideoReconstructionLib.landmarks2d import label_layout, overlay
+    pts = np.array([[313, 66], [307, 350], [391, 206], [243, 209], [410, 70], [224, 72.0]])
+    boxes = label_layout(pts, LANDMARK_NAMES, (360, 640), 1.0)
+    assert [b.text for b in boxes] == [f"{i + 1} {n}" for i, n in enumerate(LANDMARK_NAMES)]
+    for i, b in enumerate(boxes):
+        assert 0 <= b.x and b.x + b.w <= 640 and 0 <= b.y and b.y + b.h <= 360
+        near = np.clip(pts[i], [b.x, b.y], [b.x + b.w, b.y + b.h])
+        assert np.linalg.norm(near - pts[i]) < 40                          # beside its own point
+        for j, other in enumerate(boxes):
+            if j != i:
+                assert b.x >= other.x + other.w or other.x >= b.x + b.w or b.y >= other.y + other.h \
+                    or other.y >= b.y + b.h, (b, other)
+        for j, p in enumerate(pts):
+            if j != i:
+                assert not (b.x <= p[0] <= b.x + b.w and b.y <= p[1] <= b.y + b.h), (b, LANDMARK_NAMES[j])
+    assert boxes[5].x + boxes[5].w <= pts[5][0] and boxes[4].x >= pts[4][0]     # outer side: right on the left
+    img = np.full((360, 640, 3), 200, np.uint8)
+    drawn = overlay(img, pts)
+    assert drawn.shape == img.shape and (drawn != img).any(axis=2)[boxes[2].y:boxes[2].y + boxes[2].h,
+                                                                   boxes[2].x:boxes[2].x + boxes[2].w].mean() > 0.3
