@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from .errors import UserError
 from .fileio import atomic_write_text
@@ -120,18 +119,19 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
         if not rec.self_check["passed"]:
             rec.warnings.append(SELF_CHECK_FAILED + "; ".join(rec.self_check["problems"]))
         units = "mm" if rec.output_frame == "metric" else "input"
-        limit = float(np.percentile(rec.support, 50)) * 4 if len(rec.support) else 1.0
         report = {"input": str(input), "input_kind": kind, "input_points": int(len(points)),
                   "landmarks": str(landmarks) if landmarks else None, "model": net.describe(),
                   **fit_report(rec, units, opts.voxel_resolution), "settings": vars(settings), "options": as_dict(opts),
-                  "input_to_model": rec.to_model.matrix().tolist(), "support_color_limit": limit,
+                  "input_to_model": rec.to_model.matrix().tolist(),
+                  "support_colors": "green: an input point within 2 local sample spacings (observed); red: "
+                                    "beyond twice that (filled in by the model)",
                   "total_seconds": round(time.perf_counter() - t0, 3),
                   "model_anchor_measurements": landmark_distances(rec.anchors, units)}
         lms_out = None
         if lms is not None:           # the given landmarks' distances, in the output frame
             lms_out = rec.scale_mm_per_unit * rec.to_model.apply(lms) if rec.output_frame == "metric" else lms
             report["measurements"] = landmark_distances(lms_out, units)
-        files = write_reconstruction(ws, rec, units, report, support_colors(rec.support, limit), lms_out)
+        files = write_reconstruction(ws, rec, units, report, support_colors(rec.support, rec.observed), lms_out)
         if opts.measure:
             from .measure.run import measure_result
             report["clinical"] = measure_result(ws, progress)

@@ -56,6 +56,22 @@ class Reconstruction:
     scale_check: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     self_check: dict = field(default_factory=dict)
+    observed: np.ndarray | None = None    # per output vertex: the distance within which it counts as observed
+
+
+SPACING_NEIGHBOUR = 8        # local sampling density: distance from an input point to its 8th neighbour
+OBSERVED_SPACINGS = 2.0      # a vertex is observed when an input point lies within 2 local spacings of it
+
+
+def observed_distance(points: np.ndarray, vertices: np.ndarray, tree=None) -> tuple[np.ndarray, np.ndarray]:
+    """(support, observed) per vertex: the distance to the nearest input point, and the distance within which
+    that counts as observed, from the local sampling density there (so a sparsely but truly sampled region is not
+    painted as filled in by the model); never below the cloud's median spacing."""
+    tree = tree or cKDTree(points)
+    support, nearest = tree.query(vertices)
+    k = min(SPACING_NEIGHBOUR + 1, len(points))
+    spacing = tree.query(points, k=k)[0][:, -1] if k > 1 else np.zeros(len(points))
+    return support, np.maximum(OBSERVED_SPACINGS * spacing[nearest], np.median(spacing))
 
 
 @dataclass
@@ -123,12 +139,12 @@ def reconstruct(model: ShapeModel, points: np.ndarray, landmarks: np.ndarray | N
     mm_factor = 1.0 if frame == "metric" else model.mm_per_unit * to_model.scale
     res["mean_mm"], res["median_mm"], res["p95_mm"] = (res["mean"] * mm_factor, res["median"] * mm_factor,
                                                        res["p95"] * mm_factor)
-    support, _ = cKDTree(with_pts).query(mesh.vertices)
+    support, observed = observed_distance(with_pts, mesh.vertices)
     lms_out = None if model_lms is None else out.apply(model_lms)
     checked = self_check(mesh, with_pts, lms_out, mm_factor, None if model_lms is None else model_lms[:, 0])
     res["points_used"] = int(kept.sum())
     return Reconstruction(mesh, anchors_out, fit.code, to_model, frame, scale, source, fit.loss, fit.seconds, res,
-                          support, check, warnings, checked)
+                          support, check, warnings, checked, observed)
 
 
 def reconstruct_with_progress(progress: Progress | None, label: str, total: int, *args, mesh_stage: bool = True,

@@ -12,9 +12,10 @@ from .mesh_io import write_shape
 from .workspace import Workspace
 
 
-def support_colors(support: np.ndarray, limit: float) -> np.ndarray:
-    """Green where the input was observed, through yellow, to red where the model filled in (RGBA uint8)."""
-    t = np.clip(support / max(limit, 1e-12), 0, 1)
+def support_colors(support: np.ndarray, observed) -> np.ndarray:
+    """RGBA uint8 per vertex from its distance to the nearest input point: green up to `observed` (scalar or per
+    vertex: the input covers it), through yellow, to red at twice that and beyond (the model filled it in)."""
+    t = np.clip(support / np.maximum(observed, 1e-12) - 1.0, 0, 1)
     rgb = np.stack([np.clip(2 * t, 0, 1), np.clip(2 * (1 - t), 0, 1), np.full_like(t, 0.2)], axis=1)
     return np.concatenate([(rgb * 255).astype(np.uint8), np.full((len(t), 1), 255, np.uint8)], axis=1)
 
@@ -36,7 +37,10 @@ def fit_report(rec, units: str, resolution: int) -> dict:
     return {"output_frame": rec.output_frame, "units": units, "scale_mm_per_unit": rec.scale_mm_per_unit,
             "scale_source": rec.scale_source, "scale_check": rec.scale_check, "warnings": rec.warnings,
             "self_check": rec.self_check, "fit_seconds": round(rec.fit_seconds, 3), "residuals": rec.residuals,
-            "support": {"mean": float(rec.support.mean()), "p95": float(np.percentile(rec.support, 95))},
+            "support": {"mean": float(rec.support.mean()), "p95": float(np.percentile(rec.support, 95)),
+                        "meaning": "distance from each surface vertex to the nearest input point",
+                        "observed_fraction": round(float(np.mean(rec.support <= rec.observed)), 4)
+                        if rec.observed is not None else None},
             "voxel_resolution": resolution, "vertices": len(rec.mesh.vertices), "faces": len(rec.mesh.faces),
             "watertight": bool(rec.mesh.is_watertight), "anchors": rec.anchors.round(6).tolist(),
             "loss": [round(v, 7) for v in rec.loss[::10]]}

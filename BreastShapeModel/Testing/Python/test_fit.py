@@ -126,3 +126,23 @@ def test_reconstruct_bad_inputs_keep_earlier_outputs(geo_ckpt, cli, tmp_path):
         assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.count("\n") == 1
     assert (out / "reconstruction.ply").read_text() == "earlier result"
+
+
+def test_support_colours_follow_the_local_sampling():
+    """A truly observed but sparsely sampled patch is green, a hole is red: 'observed' is judged from the local
+    sampling density, not from one global threshold."""
+    from BreastShapeModelLib.reconstruct import observed_distance
+    from BreastShapeModelLib.results import support_colors
+    g = np.stack(np.meshgrid(np.arange(0, 200, 2.0), np.arange(0, 200, 2.0)), -1).reshape(-1, 2)
+    sparse = (np.abs(g[:, 0] - 50) < 20) & (np.abs(g[:, 1] - 100) < 20)
+    keep = ~sparse | ((g[:, 0] % 8 == 0) & (g[:, 1] % 8 == 0))             # 4x sparser patch
+    hole = (np.abs(g[:, 0] - 150) < 25) & (np.abs(g[:, 1] - 100) < 25)
+    pts = np.c_[g[keep & ~hole], np.zeros((keep & ~hole).sum())]
+    verts = np.array([[51.0, 101.0, 0.0], [151.0, 101.0, 0.0], [21.0, 21.0, 0.0]])   # sparse, hole, dense
+    support, observed = observed_distance(pts, verts)
+    rgb = support_colors(support, observed)[:, :3].astype(int)
+    assert rgb[0, 1] > 200 and rgb[0, 0] < 60                                 # sparse patch: green
+    assert rgb[1, 0] > 200 and rgb[1, 1] < 60                                 # hole: red
+    assert rgb[2, 1] > 200 and rgb[2, 0] < 60                                 # dense: green
+    old_rule = support >= 4 * np.median(support)                              # the global rule marked the patch
+    assert support[0] > 2 * support[2] and not old_rule[2]
