@@ -5,7 +5,6 @@ Thin GUI over BreastShapeModelLib (Qt-free, tested with pytest): jobs run in a c
 cancel. The Fit section fits the model to a scan or point cloud guided by six landmarks placed as markups.
 """
 import os
-from pathlib import Path
 
 import qt
 import slicer
@@ -18,6 +17,7 @@ from BreastShapeModelLib.job_control import JobControl, widget_callbacks
 from BreastShapeModelLib.module_logic import (FitJob, FitRequest, ModelChoice, SampleRequest, ShapeJob,
                                               place_landmarks_node)
 from BreastShapeModelLib.parameters import get, get_node, parameter_node, put, put_node
+from BreastShapeModelLib.sample_data import register_in_slicer
 from BreastShapeModelLib.options import ScanOptions
 
 
@@ -36,15 +36,7 @@ class BreastShapeModel(ScriptedLoadableModule):
         parent.acknowledgementText = (
             "Method: Weiherer et al., 'Learning Neural Parametric 3D Breast Shape Models for Metrical Surface "
             "Reconstruction From Monocular RGB Videos' (liRBSM).")
-        slicer.app.connect("startupCompleted()", lambda: registerSampleData(parent.path, 0))
-
-
-def registerSampleData(module_path, which):
-    """This module's entry in the Sample Data module (shipped files, loaded from disk: no download)."""
-    import SampleData
-    from BreastShapeModelLib.sample_data import register, sources
-    folder = Path(module_path).parent / "Resources" / "SampleData"
-    register(SampleData.SampleDataLogic, [sources(folder, folder)[which]])
+        slicer.app.connect("startupCompleted()", lambda: register_in_slicer(parent.path, 0))
 
 
 class BreastShapeModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):

@@ -19,6 +19,7 @@ from BreastShapeModelLib.errors import UserError
 from BreastShapeModelLib.job_control import JobControl, widget_callbacks
 from BreastShapeModelLib.module_logic import ModelChoice
 from BreastShapeModelLib.parameters import get, parameter_node, put
+from BreastShapeModelLib.sample_data import register_in_slicer
 from BreastVideoReconstructionLib.frame_volumes import frames_sequence, place_frame_landmarks, write_frame_landmarks
 from BreastVideoReconstructionLib.module_logic import VideoJob, VideoRequest, load_steps
 from BreastVideoReconstructionLib.options import VideoOptions
@@ -38,15 +39,7 @@ class BreastVideoReconstruction(ScriptedLoadableModule):
         parent.acknowledgementText = (
             "Method: Weiherer et al., 'Learning Neural Parametric 3D Breast Shape Models for Metrical Surface "
             "Reconstruction From Monocular RGB Videos' (liRBSM).")
-        slicer.app.connect("startupCompleted()", lambda: registerSampleData(parent.path, 1))
-
-
-def registerSampleData(module_path, which):
-    """This module's entry in the Sample Data module (shipped files, loaded from disk: no download)."""
-    import SampleData
-    from BreastShapeModelLib.sample_data import register, sources
-    folder = Path(module_path).parent / "Resources" / "SampleData"
-    register(SampleData.SampleDataLogic, [sources(folder, folder)[which]])
+        slicer.app.connect("startupCompleted()", lambda: register_in_slicer(parent.path, 1))
 
 
 class BreastVideoReconstructionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):

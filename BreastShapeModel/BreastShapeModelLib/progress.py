@@ -23,6 +23,9 @@ class Progress:
         self.mode = mode
         self.stream = stream
         self._last_emit = 0.0
+        out = self._out()
+        # bars redraw this often even without news (1 s on a terminal; 10 s into a log file, to keep it short)
+        self.tick_seconds = 1.0 if hasattr(out, "isatty") and out.isatty() else 10.0
 
     def _out(self):
         return self.stream or (sys.stdout if self.mode == "json" else sys.stderr)
@@ -96,7 +99,7 @@ class Progress:
             stop = threading.Event()
 
             def tick():                    # the elapsed time moves even while a library gives no progress (SfM)
-                while not stop.wait(1.0):
+                while not stop.wait(self.tick_seconds):
                     bar.refresh()
             ticker = threading.Thread(target=tick, daemon=True)
             ticker.start()

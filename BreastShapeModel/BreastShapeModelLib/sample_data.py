@@ -58,6 +58,14 @@ def register(sample_data_logic, source_list: list[SampleSource], category: str =
     return count
 
 
+def register_in_slicer(module_path: str, which: int) -> int:
+    """One module's entry (0: the scan, 1: the video) in Slicer's Sample Data module, from the module's own
+    Resources/SampleData (both modules share that folder once installed)."""
+    import SampleData
+    folder = Path(module_path).parent / "Resources" / "SampleData"
+    return register(SampleData.SampleDataLogic, [sources(folder, folder)[which]])
+
+
 def make_sample_data(seed: int = 11, video_seed: int = 3, spacing_mm: float = 6.0) -> list[Path]:
     """Regenerate the shipped files with our own commands (deterministic for given seeds)."""
     import trimesh
