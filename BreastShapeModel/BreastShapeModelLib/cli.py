@@ -208,6 +208,9 @@ def dispatch(args, interrupted: str = "interrupted; finished outputs are kept") 
     progress = Progress(getattr(args, "progress", "bar"))
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
+        # Ctrl-C stops cleanly even when started from a parent that ignores SIGINT (a background job inherits
+        # SIG_IGN, and Python then installs no KeyboardInterrupt handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if hasattr(args, "voxel_resolution") and hasattr(args, "meshing"):
             from .options import MeshOptions

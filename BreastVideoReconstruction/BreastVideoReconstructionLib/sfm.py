@@ -88,10 +88,12 @@ def _pycolmap():
     native stack dump and exit -15 instead of a clean stop); the handler that was there is put back."""
     import signal
     import threading
-    handler = signal.getsignal(signal.SIGTERM)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     import pycolmap
-    if threading.current_thread() is threading.main_thread() and handler is not None:
-        signal.signal(signal.SIGTERM, handler)
+    if threading.current_thread() is threading.main_thread():
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
     return pycolmap
 
 

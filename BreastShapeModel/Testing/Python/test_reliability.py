@@ -207,3 +207,34 @@ def test_sample_set_is_all_or_nothing_when_the_disk_fills(tmp_path, monkeypatch,
     assert cli.main(["mean", "--voxel_resolution", "32", "--output_dir", str(tmp_path / "file"),
                      "--progress", "none"]) == 2
     assert "file" in capsys.readouterr().err
+
+
+def test_non_torso_inputs_end_in_a_loud_warning(tmp_path):
+    """A flat plane (landmarks on it) and a box are not torsos: the fit runs, but the command line and the report
+    say SELF-CHECK FAILED instead of a quiet exit 0 with a plausible-looking number."""
+    import numpy as np
+    import trimesh
+    from BreastShapeModelLib.landmarks import read_landmarks, write_landmarks
+    lm = read_landmarks(DATA / "landmarks" / "anny_torso.txt")
+    rng = np.random.default_rng(0)
+    plane = np.c_[rng.uniform([-250, -300], [250, 250], (20000, 2)), np.full(20000, lm[:, 2].mean())]
+    flat = lm.copy()
+    flat[:, 2] = plane[0, 2]
+    box = trimesh.creation.box((400, 550, 60))
+    box.apply_translation([0, -25, lm[:, 2].mean() - 30])
+    box_points = trimesh.sample.sample_surface(box, 20000, seed=0)[0]
+    on_box = box.nearest.on_surface(lm)[0]
+    for name, points, marks in (("plane", plane, flat), ("box", box_points, on_box)):
+        np.save(tmp_path / f"{name}.npy", points)
+        write_landmarks(marks, tmp_path / f"{name}.csv")
+        out = tmp_path / name
+        r = subprocess.run(module_command(LIB, "reconstruct", str(tmp_path / f"{name}.npy"), "--landmarks",
+                                          str(tmp_path / f"{name}.csv"), "--output_dir", str(out), "--iterations",
+                                          "200", "--voxel_resolution", "64", "--progress", "none"),
+                           capture_output=True, text=True)
+        assert "Traceback" not in r.stderr, r.stderr
+        if r.returncode == 2:                                   # refused before fitting: also not quiet
+            assert r.stderr.startswith("error:"), r.stderr
+            continue
+        assert r.returncode == 0 and "SELF-CHECK FAILED" in r.stderr, (name, r.stderr)
+        assert json.loads((out / "fit_report.json").read_text())["self_check"]["passed"] is False

@@ -120,12 +120,15 @@ def test_interrupt_then_resume(result, video, tmp_path):
             "--output_dir", str(out), "--num_frames", "24", "--iterations", "20000", "--voxel_resolution", "128",
             "--progress", "json"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:                                   # wait until the fit is under way
-        if '"stage": "fit"' in line:
-            break
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    rc = proc.wait(timeout=60)
+    try:
+        for line in proc.stdout:                               # wait until the fit is under way
+            if '"stage": "fit"' in line:
+                break
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=60)
+    finally:
+        proc.kill()                                            # never leave a 20000-iteration fit behind
     err = proc.stderr.read()
     assert rc == 130 and "interrupted" in err and "Traceback" not in err
     assert (out / "reconstruction.ply").read_bytes() == old                  # the earlier result is intact
@@ -147,13 +150,14 @@ def test_cancel_during_sfm_is_clean(result, video, tmp_path):
     args = [sys.executable, "-m", MOD, "run", str(video / "video.mp4"), "--landmarks", str(video / "landmarks.json"),
             "--output_dir", str(out), "--num_frames", "24", "--progress", "json"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    events = []
-    for line in proc.stdout:                                   # wait until COLMAP is mapping
-        events.append(line)
-        if '"stage": "sfm: mapping"' in line:
-            break
-    proc.send_signal(signal.SIGTERM)
-    rest, err = proc.communicate(timeout=120)
+    try:
+        for line in proc.stdout:                               # wait until COLMAP is mapping
+            if '"stage": "sfm: mapping"' in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
     assert proc.returncode == 143 and "Traceback" not in err and "SIGTERM" not in err, err[-2000:]
     assert '"cancelled": true' in rest
     assert not list((out / "sfm").glob(".sparse-*")) and not (out / ".steps" / "sfm.json").exists()
