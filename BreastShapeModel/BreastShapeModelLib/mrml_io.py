@@ -184,6 +184,11 @@ def show_scalar(model_node, array_name: str, color_table_id: str = "vtkMRMLColor
     display.SetScalarVisibility(True)
     if model_node.GetScene() is not None and model_node.GetScene().GetNodeByID(color_table_id) is not None:
         display.SetAndObserveColorNodeID(color_table_id)
+    colors = getattr(getattr(_mrml(), "modules", None), "colors", None)     # only inside the Slicer application
+    if colors is not None and hasattr(colors.logic(), "AddDefaultColorLegendDisplayNode"):
+        legend = colors.logic().AddDefaultColorLegendDisplayNode(model_node)
+        if legend is not None and array_name == "support":
+            legend.SetTitleText("support (distance to the nearest input point)")
     return True
 
 
