@@ -42,6 +42,21 @@ def geo_model(reference):
 
 
 @pytest.fixture(scope="session")
+def bundled_model():
+    """The model shipped in the repository (trained on synthetic anatomy)."""
+    from BreastShapeModelLib import BUNDLED_MODEL, ShapeModel
+    if not BUNDLED_MODEL.is_file():
+        pytest.skip(f"bundled model not found at {BUNDLED_MODEL}")
+    return ShapeModel.load(device="cpu")
+
+
+@pytest.fixture(scope="session", params=["geometric-init", "bundled"])
+def any_model(request):
+    """Each model the speed paths must reproduce exactly: the geometric-init test surface and the bundled model."""
+    return request.getfixturevalue("geo_model" if request.param == "geometric-init" else "bundled_model")
+
+
+@pytest.fixture(scope="session")
 def geo_ckpt(geo_model, tmp_path_factory) -> Path:
     """`geo_model` saved in our self-contained checkpoint format."""
     path = tmp_path_factory.mktemp("ckpt") / "geo_model.pth"

@@ -2,8 +2,9 @@
 
 Adam (lr 1e-2, halved every 200 iterations) on one code initialised at zero; each iteration draws
 `points_per_iteration` input points; the loss is mean |SDF| over points whose |SDF| is under a shrinking cutoff
-(0.1, then 0.05 from iteration 250, 0.0075 from 500) + latent_weight * ||z||^2 (divided by 3 from iteration 200
-and by 10 from 600) + anchor_weight * mean squared distance of the predicted anchors to the landmarks.
+(0.1, then 0.05 after iteration 250, 0.0075 after 500) + latent_weight * ||z||^2 (divided by 3 after iteration 200
+and by 10 after 600) + anchor_weight * mean squared distance of the predicted anchors to the landmarks. The
+schedules switch on the same iterations as the official code (`i > 250`; the weight changes after step 200).
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import torch
 
 from .network import LocalEnsembleSDF
 
-CUTOFFS = ((0, 0.1), (250, 0.05), (500, 0.0075))
-LATENT_DECAY = ((0, 1.0), (200, 1.0 / 3.0), (600, 1.0 / 10.0))
+CUTOFFS = ((0, 0.1), (251, 0.05), (501, 0.0075))
+LATENT_DECAY = ((0, 1.0), (201, 1.0 / 3.0), (601, 1.0 / 10.0))
 
 
 @dataclass

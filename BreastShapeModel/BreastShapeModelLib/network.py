@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
@@ -112,31 +113,42 @@ class LocalEnsembleSDF(nn.Module):
         local = codes[:, G:].reshape(B, E, cfg.local_latent_dim)
         lat = torch.cat([codes[:, :G].unsqueeze(1).expand(-1, E, -1), local], dim=-1)        # [B, E, C]
         flat = points.reshape(B * N, 3)
-        shape_of = torch.arange(B, device=points.device).repeat_interleave(N)
+        # Per-point rows of per-shape values: broadcast for one shape (fitting), index_select otherwise. Plain
+        # advanced indexing would back-propagate through a serial accumulate (a third of the fit's time).
+        shape_of = None if B == 1 else torch.arange(B, device=points.device).repeat_interleave(N)
+
+        def per_point(values: torch.Tensor, sel: torch.Tensor | None) -> torch.Tensor:
+            if shape_of is None:
+                return values
+            return values.index_select(0, shape_of if sel is None else shape_of.index_select(0, sel))
+
         ens = self.ensembled_deep_sdf
         layers = ens.layers()
         inv_sqrt2 = 1.0 / math.sqrt(2.0)
+        k = layers[ens.skip].weight.shape[2] - lat.shape[2] - d          # features fed into the skip layer
+        # The code's share of the first and the skip layer, for all members at once: [B, E, hidden].
+        code_bias = [torch.einsum("bec,eoc->beo", lat * scale, lin.weight[:, :, first:]) + lin.bias
+                     for lin, first, scale in ((layers[0], d, 1.0), (layers[ens.skip], k + d, inv_sqrt2))]
         out = torch.zeros(B * N, dtype=points.dtype, device=points.device)
         for e in range(E):
             sel = (w[:, e] > threshold).nonzero().squeeze(1) if threshold > 0 else None
             if sel is not None and sel.numel() == 0:
                 continue
-            bi = shape_of if sel is None else shape_of[sel]
-            xyz = (flat if sel is None else flat[sel]) - origins[bi, e]
+            xyz = (flat if sel is None else flat.index_select(0, sel)) - per_point(origins[:, e], sel)
             x = xyz
             for i, lin in enumerate(layers):
                 wt, b = lin.weight[e], lin.bias[e]
                 if i == 0:
-                    x = xyz @ wt[:, :d].T + (lat[:, e] @ wt[:, d:].T + b)[bi]
+                    x = F.linear(xyz, wt[:, :d], per_point(code_bias[0][:, e], sel))
                 elif i == ens.skip:
-                    k = wt.shape[1] - lat.shape[2] - d
-                    x = torch.cat([x, xyz], dim=-1) @ (wt[:, :k + d].T * inv_sqrt2) \
-                        + (lat[:, e] @ wt[:, k + d:].T * inv_sqrt2 + b)[bi]
+                    x = F.linear(torch.cat([x, xyz], dim=-1) * inv_sqrt2, wt[:, :k + d],
+                                 per_point(code_bias[1][:, e], sel))
                 else:
-                    x = x @ wt.T + b
+                    x = F.linear(x, wt, b)
                 if i < len(layers) - 1:
                     x = ens.activation(x)
-            term = (w[:, e] if sel is None else w[sel, e]) * x[:, 0]
+            we = w[:, e] if sel is None else w[:, e].index_select(0, sel)
+            term = we * x[:, 0]
             out = out + term if sel is None else out.index_add(0, sel, term)
         return out.reshape(B, N), anchors
 

@@ -109,12 +109,14 @@ def test_own_format_round_trip_and_official_export(geo_model, geo_ckpt, referenc
     assert ours["latent_mean"].shape == ref["latent_mean"].shape
 
 
-def test_fast_path_matches_plain_path(geo_model, rng):
-    pts = rng.uniform(-1, 1, (5000, 3)).astype(np.float32)
-    for _ in range(2):
-        code = geo_model.sample_code(rng)
-        fast = geo_model.sdf(pts, code, fast=True)
-        plain = geo_model.sdf(pts, code, fast=False)
+def test_fast_path_matches_plain_path(any_model, rng):
+    """Uniform points and points near the surface (where most members are active), mean and sampled codes."""
+    for code in (any_model.mean_code, any_model.sample_code(rng)):
+        surface = any_model.mesh(code, 48).vertices
+        near = surface[rng.choice(len(surface), 3000)] + rng.normal(0, 0.01, (3000, 3))
+        pts = np.concatenate([rng.uniform(-1, 1, (3000, 3)), near]).astype(np.float32)
+        fast = any_model.sdf(pts, code, fast=True)
+        plain = any_model.sdf(pts, code, fast=False)
         assert np.abs(fast - plain).max() < 1e-5
 
 

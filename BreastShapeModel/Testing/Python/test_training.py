@@ -116,13 +116,21 @@ def test_train_bad_input(tmp_path, cli):
     assert r.returncode == 2 and "best.pt" in r.stderr
 
 
-def test_sparse_forward_matches_the_plain_network(geo_model):
-    net = geo_model.network
+@pytest.mark.parametrize("shapes", [1, 2])          # one shape: the fit's broadcast path; two: training's
+def test_sparse_forward_matches_the_plain_network(any_model, shapes):
+    """Values and code gradients of the training/fitting path equal the plain network's."""
+    net = any_model.network
     gen = torch.Generator().manual_seed(0)
-    pts = torch.rand((2, 400, 3), generator=gen) * 2 - 1
-    codes = torch.randn((2, 576), generator=gen) * 0.2
-    plain, anchors = net(pts, codes)
-    exact, anchors2 = net.forward_sparse(pts, codes, 0.0)
-    sparse, _ = net.forward_sparse(pts, codes)
+    pts = torch.rand((shapes, 400, 3), generator=gen) * 2 - 1
+    codes = (any_model.latent_mean + torch.randn((shapes, 576), generator=gen) * any_model.latent_std)
+    grads = []
+    for fn in (lambda c: net(pts, c), lambda c: net.forward_sparse(pts, c, 0.0)):
+        c = codes.clone().requires_grad_(True)
+        sdf, anchors = fn(c)
+        (sdf.abs().mean() + anchors.square().sum()).backward()
+        grads.append((sdf.detach(), anchors.detach(), c.grad))
+    (plain, anchors, g_plain), (exact, anchors2, g_exact) = grads
     assert torch.allclose(plain, exact, atol=1e-6) and torch.equal(anchors, anchors2)
+    assert torch.allclose(g_plain, g_exact, atol=1e-6, rtol=1e-4)
+    sparse, _ = net.forward_sparse(pts, codes)
     assert ((plain - sparse).abs() / (1 + plain.abs())).max() < 7e-4      # <= threshold x 7 members
