@@ -79,6 +79,19 @@ def test_reconstruct_recovers_a_model_surface_in_the_input_frame(geo_model):
     assert rec.residuals["mean"] == pytest.approx(d.mean(), rel=0.5)
 
 
+def test_refit_continues_where_the_fit_ended(geo_model, monkeypatch):
+    """Fit-driven pruning refits from the fitted code at the final learning rate; restarting the schedules
+    mid-way (iteration 500) threw a breast off its points on a generator video (README, robustness)."""
+    from BreastShapeModelLib import reconstruct as R
+    from BreastShapeModelLib.fitting import FitSettings
+    starts, real_fit = [], R.fit_code
+    monkeypatch.setattr(R, "fit_code", lambda *a, **k: starts.append(k.get("start_iteration", 0)) or real_fit(*a, **k))
+    mesh, pts, anchors = _geo_surface(geo_model)
+    R.reconstruct(geo_model, pts, anchors, FitSettings(iterations=60), resolution=32,
+                  refine=R.RefineSettings(iterations=20, rounds=2))
+    assert starts == [0, 60, 80]
+
+
 def test_reconstruct_cli_outputs_and_metric_scale(geo_model, geo_ckpt, cli, tmp_path):
     mesh, pts, anchors = _geo_surface(geo_model)
     anchors = trimesh.proximity.closest_point(mesh, anchors)[0]     # landmarks lie on the scan (they are checked)
