@@ -1,7 +1,6 @@
 """Data commands: `synth` (synthetic torsos or a contact sheet), `preprocess` (scans -> HDF5), `anchors`."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .fileio import atomic_path, atomic_write_text
+from .fileio import atomic_path
 from .progress import MODES, Progress
 
 

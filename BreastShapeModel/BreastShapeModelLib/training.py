@@ -28,7 +28,7 @@ from scipy.spatial import cKDTree
 
 from .checkpoint import write_checkpoint
 from .config import ModelConfig
-from .dataset import ShapeData, read_hdf5
+from .dataset import read_hdf5
 from .errors import UserError
 from .fileio import atomic_path, atomic_write_text
 from .fitting import FitSettings, fit_code

@@ -2,7 +2,6 @@
 job controller, the upright RAS frame, parameter nodes saved with the scene (real MRML from slicer-core)."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
