@@ -36,6 +36,9 @@ CASES = {
                              "--distance", 1100], None),
     "generator_blur_portrait": (["--seed", 24, "--portrait", "--motion_blur", 3], None),
     "generator_a": (["--seed", 11], None),
+    # large (585 ml), ptotic (Regnault III both sides) and asymmetric (125 ml) breasts; and 725/554 ml
+    "generator_large_ptotic": (["--seed", 320, "--torso_index", 1], None),
+    "generator_asymmetric": (["--seed", 121, "--torso_index", 1], None),
     "generator_bad40": (["--seed", 11], ("move", 4, 40.0)),
 }
 PIPELINES = {"robust": [], "method": ["--pruning", "mean", "--no-robust_landmarks"]}
