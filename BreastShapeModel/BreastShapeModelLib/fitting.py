@@ -59,16 +59,19 @@ def fit_code(net: LocalEnsembleSDF, points: np.ndarray | torch.Tensor, landmarks
     refit from `init_code`)."""
     s = settings or FitSettings()
     device = next(net.parameters()).device
-    pts = torch.as_tensor(np.asarray(points, dtype=np.float32), device=device)
+    def tensor(x):           # numpy arrays, lists and tensors on any device
+        return torch.as_tensor(x, dtype=torch.float32, device=device)
+
+    pts = tensor(points)
     if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0:
         raise ValueError(f"points must be [P, 3] with P > 0, got {tuple(pts.shape)}")
-    lms = None if landmarks is None else torch.as_tensor(np.asarray(landmarks, np.float32), device=device)
+    lms = None if landmarks is None else tensor(landmarks)
     lw = torch.ones(6, device=device) if landmark_weights is None else \
-        torch.as_tensor(np.asarray(landmark_weights, np.float32), device=device)
+        tensor(landmark_weights)
     lw = lw / lw.sum()
     gen = torch.Generator(device="cpu").manual_seed(int(s.seed))
     code = torch.zeros(1, net.cfg.latent_dim, device=device) if init_code is None else \
-        torch.as_tensor(np.asarray(init_code, np.float32), device=device).reshape(1, -1).clone()
+        tensor(init_code).reshape(1, -1).clone()
     code.requires_grad_(True)
     opt = torch.optim.Adam([code], lr=s.lr * s.lr_gamma ** (start_iteration // s.lr_step))
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=s.lr_step, gamma=s.lr_gamma)
@@ -76,13 +79,17 @@ def fit_code(net: LocalEnsembleSDF, points: np.ndarray | torch.Tensor, landmarks
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
+    # A GPU is launch-bound on 1000 points: there the plain batched forward (one matmul per layer for all
+    # members) beats the per-member sparse path, and losses are read at the end instead of stalling the queue.
+    on_cpu = device.type == "cpu"
     losses = []
     t0 = time.perf_counter()
     try:
         for step in range(s.iterations):
             it = step + start_iteration
             idx = torch.randint(len(pts), (min(s.points_per_iteration, len(pts)),), generator=gen).to(device)
-            sdf, anchors = net.forward_sparse(pts[idx][None], code, s.sparse_threshold)
+            batch = pts[idx][None]
+            sdf, anchors = net.forward_sparse(batch, code, s.sparse_threshold) if on_cpu else net(batch, code)
             a = sdf.abs()[0]
             keep = a < _schedule(CUTOFFS, it)
             loss = (a * keep).sum() / keep.sum().clamp(min=1)
@@ -93,13 +100,14 @@ def fit_code(net: LocalEnsembleSDF, points: np.ndarray | torch.Tensor, landmarks
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss.detach()))
-            if on_iteration is not None:
-                on_iteration(step + 1, losses[-1])
+            losses.append(loss.detach())
+            if on_iteration is not None and (on_cpu or (step + 1) % 50 == 0 or step + 1 == s.iterations):
+                on_iteration(step + 1, float(losses[-1]))
     finally:
         for p in net.parameters():
             p.requires_grad_(True)
         net.train(was_training)
+    losses = torch.stack(losses).cpu().tolist() if losses else []
     with torch.no_grad():
         anchors = net.predict_anchors(code)[0].cpu().numpy()
     return FitResult(code.detach().cpu().numpy()[0], anchors, losses, time.perf_counter() - t0)
