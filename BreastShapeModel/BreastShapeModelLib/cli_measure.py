@@ -14,6 +14,10 @@ def add_parsers(sub) -> None:
     p.add_argument("surface", type=Path, help="mesh in mm (.ply, .obj, .stl, .off, .vtk)")
     p.add_argument("--landmarks", type=Path, default=None,
                    help="six landmarks on it (default: the anchors our reconstruction wrote beside it)")
+    for side in ("left", "right"):
+        p.add_argument(f"--footprint_{side}", type=Path, default=None, metavar="CURVE",
+                       help=f"the {side} breast's footprint as a closed curve on the surface (.mrk.json or .csv, "
+                            f"e.g. footprint_{side}.mrk.json edited in Slicer) instead of the automatic one")
     p.add_argument("--output_dir", type=Path, default=Path("."), help="where to write the results (default: .)")
     p.add_argument("--progress", choices=MODES, default="bar", help="bar, json (for Slicer) or none")
     p.set_defaults(func=cmd_measure)
@@ -35,7 +39,8 @@ def add_parsers(sub) -> None:
 def cmd_measure(args, progress: Progress) -> int:
     from .api import run_measure
     from .measure.report import summary_lines
-    result = run_measure(args.surface, args.output_dir, args.landmarks, progress)
+    result = run_measure(args.surface, args.output_dir, args.landmarks, progress,
+                         {"left": args.footprint_left, "right": args.footprint_right})
     for line in summary_lines(result.report):
         progress.summary(line)
     progress.result(files=[str(f) for f in result.files])

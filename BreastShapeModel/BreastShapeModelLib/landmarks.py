@@ -188,6 +188,43 @@ def _lps_from(system: str, pts: np.ndarray) -> np.ndarray:
     return pts
 
 
+def _markups_points(path: Path) -> tuple[list[str], np.ndarray]:
+    """Labels and LPS positions of the first markup in a Slicer `.mrk.json` (any markups type)."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    markups = doc.get("markups") or []
+    if not markups:
+        raise LandmarkError(f"{path}: no markups in the file")
+    m = markups[0]
+    cps = m.get("controlPoints") or []
+    arr = np.array([cp.get("position", [np.nan] * 3) for cp in cps], dtype=np.float64).reshape(-1, 3)
+    return [cp.get("label", "") for cp in cps], _lps_from(m.get("coordinateSystem", "LPS"), arr)
+
+
+def read_curve(path: str | Path, min_points: int = 3) -> np.ndarray:
+    """The points [N, 3] of a curve: a Slicer `.mrk.json` (closed or open curve, point list; LPS) or a `.csv` /
+    `.txt` of x, y, z rows (what `measure` writes for a footprint). One clear error otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise LandmarkError(f"curve file not found: {path}")
+    name = path.name.lower()
+    try:
+        if name.endswith(".json"):
+            arr = _markups_points(path)[1]
+        elif name.endswith((".csv", ".txt")):
+            arr = np.loadtxt(path, delimiter="," if name.endswith(".csv") else None, ndmin=2, comments="#")
+        else:
+            raise LandmarkError(f"{path}: unknown curve format (expected .mrk.json, .csv or .txt)")
+    except LandmarkError:
+        raise
+    except Exception as exc:
+        raise LandmarkError(f"{path}: cannot read the curve ({exc.__class__.__name__}: {exc})") from None
+    arr = np.asarray(arr, float)
+    if arr.ndim != 2 or arr.shape[1] != 3 or len(arr) < min_points or not np.isfinite(arr).all():
+        raise LandmarkError(f"{path}: expected at least {min_points} defined x, y, z points, got an array of shape "
+                            f"{arr.shape}")
+    return arr
+
+
 def read_landmarks(path: str | Path) -> np.ndarray:
     """Six 3D landmarks [6, 3] from MeshLab .pp, .csv/.txt, vertex-only .ply, Slicer .mrk.json (matched by
     label when labels are the known names, else by order), legacy .fcsv or .npy. One clear error otherwise."""
@@ -204,15 +241,8 @@ def read_landmarks(path: str | Path) -> np.ndarray:
             labels, arr = [p[0] for p in pts], np.array([p[1] for p in pts], dtype=np.float64).reshape(-1, 3)
             arr = _match_labels(labels, arr, str(path))
         elif name.endswith(".mrk.json") or name.endswith(".json"):
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            markups = doc.get("markups") or []
-            if not markups:
-                raise LandmarkError(f"{path}: no markups in the file")
-            m = markups[0]
-            cps = m.get("controlPoints") or []
-            arr = np.array([cp.get("position", [np.nan] * 3) for cp in cps], dtype=np.float64).reshape(-1, 3)
-            arr = _lps_from(m.get("coordinateSystem", "LPS"), arr)
-            arr = _match_labels([cp.get("label", "") for cp in cps], arr, str(path))
+            labels, arr = _markups_points(path)
+            arr = _match_labels(labels, arr, str(path))
         elif name.endswith(".fcsv"):
             system, rows = "RAS", []
             for line in path.read_text(encoding="utf-8").splitlines():

@@ -150,3 +150,12 @@ def plane_wall(rm: RadiusMap, outline_body: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         t = ((c - o) @ normal) / denom
     return np.where(np.abs(denom) > 1e-6, np.where(t > 0, t, np.nan), np.nan)
+
+
+def footprint_region(rm: RadiusMap, curve_body: np.ndarray) -> np.ndarray:
+    """The radius-map cells inside a closed curve on the skin (body frame), e.g. a footprint a user edited."""
+    from skimage.draw import polygon2mask
+    theta, y, _ = rm.polar(np.asarray(curve_body, float))
+    rows = (y - rm.y[0]) / rm.dy
+    cols = (theta - rm.theta[0]) / rm.dtheta
+    return polygon2mask(rm.r.shape, np.c_[rows, cols]) & np.isfinite(rm.r)

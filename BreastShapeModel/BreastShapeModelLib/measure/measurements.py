@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import UserError
 from ..landmarks import LANDMARK_NAMES
-from .chest_wall import estimate_chest_wall, footprint_curve, plane_wall
+from .chest_wall import estimate_chest_wall, footprint_curve, footprint_region, plane_wall
 from .cylinder import radius_map
 from .frame import L_CORACOID, L_NIPPLE, NAVEL, R_CORACOID, R_NIPPLE, SN, body_frame
 from .geodesic import SkinPaths
@@ -43,6 +43,7 @@ class Measurements:
     lines: dict = field(default_factory=dict)           # name -> [N, 3] polyline along the skin
     points: dict = field(default_factory=dict)          # name -> [3] (fold points, midline points)
     wall_mesh: trimesh.Trimesh | None = None            # the chest wall behind both footprints
+    breast_meshes: dict = field(default_factory=dict)   # side -> closed mesh of the tissue counted as volume
     notes: list = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -87,9 +88,12 @@ CHEST_WALL_METHODS = ("footprint_plane", "envelope_pspline")     # the first is 
 
 
 def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.ndarray | None = None,
-                    residual_mm: float = 0.0, where: str = "surface", chest_wall: str = CHEST_WALL_METHODS[0]) -> Measurements:
+                    residual_mm: float = 0.0, where: str = "surface", chest_wall: str = CHEST_WALL_METHODS[0],
+                    footprints: dict | None = None) -> Measurements:
     """Every measurement of a surface in mm with its six landmarks; `support` per vertex (distance to the nearest
-    input point, mm) widens the intervals where the model filled in; `residual_mm` (fit residual) widens all."""
+    input point, mm) widens the intervals where the model filled in; `residual_mm` (fit residual) widens all.
+    `footprints` {"left"/"right": [N, 3] closed curve on the skin, surface frame} replace the automatic ones (a
+    footprint the user edited)."""
     lm = np.asarray(landmarks, float)
     check_units(mesh, lm, where)
     frame = body_frame(lm)
@@ -103,14 +107,25 @@ def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.nd
     if np.isfinite(rm.r).mean() < 0.3:
         raise UserError(f"{where}: the surface does not cover the chest between the landmarks")
     cw = estimate_chest_wall(rm, lmb[[L_NIPPLE, R_NIPPLE]], lmb[[L_CORACOID, R_CORACOID]])
-    paths = SkinPaths(mesh, lm)
+    notes = []
     vtree = cKDTree(mesh.vertices)
+    for side, curve in (footprints or {}).items():
+        off = float(np.median(vtree.query(np.asarray(curve, float))[0]))
+        if off > 0.1 * n2n:
+            raise UserError(f"{where}: the {side} footprint lies {off:.0f} mm from the surface (median); is it a "
+                            f"curve drawn on this surface?")
+        region = footprint_region(rm, frame.to_body(np.asarray(curve, float)))
+        if region.sum() < 4:
+            raise UserError(f"{where}: the {side} footprint encloses no part of the surface between the landmarks; "
+                            f"draw it as a closed curve round the breast on this surface")
+        cw.regions[side] = region
+        notes.append(f"{side} footprint as given ({len(curve)} points), not found automatically")
+    paths = SkinPaths(mesh, lm)
     unobserved_cells = None
     if support is not None:
         cell_vertices = vtree.query(frame.to_surface(rm.cell_points().reshape(-1, 3)).reshape(-1, 3))[1]
         sup = np.asarray(support, float)[cell_vertices].reshape(rm.r.shape)
         unobserved_cells = sup > max(UNOBSERVED_MM, 3.0 * float(np.median(support)))
-    notes = []
     volumes, footprints, points, lines, distances = {}, {}, {}, {}, {}
     res_sd = float(residual_mm)
     for side, idx in (("left", L_NIPPLE), ("right", R_NIPPLE)):
@@ -183,8 +198,9 @@ def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.nd
                                                "interval": _ratio_interval(vl, hl, vr, hr)},
                 "nipple_level_difference_left_minus_right": {"value": round(level, 2), "units": "mm",
                                                              "interval": _interval(level, Z90 * sd * np.sqrt(2))}}
+    breasts = {side: _breast_mesh(rm, cw.wall, cw.regions[side], frame) for side in ("left", "right")}
     return Measurements("mm", volumes, distances, symmetry, chest_wall, footprints, lines, points,
-                        _wall_mesh(rm, cw, frame), notes)
+                        _wall_mesh(rm, cw, frame), {k: v for k, v in breasts.items() if v is not None}, notes)
 
 
 def _axis_z(body: trimesh.Trimesh, lmb: np.ndarray, n2n: float) -> float:
@@ -208,16 +224,42 @@ def _ratio_interval(a, ha, b, hb) -> list:
     return [round(max(a - ha, 0) / (b + hb), 3), round((a + ha) / (b - hb), 3)]
 
 
+def _grid_faces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(vertex index per cell, -1 outside; triangles of the quads whose four cells are all in `mask`)."""
+    idx = -np.ones(mask.shape, int)
+    idx[mask] = np.arange(mask.sum())
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
+    quad = (a >= 0) & (b >= 0) & (c >= 0) & (d >= 0)
+    return idx, np.concatenate([np.stack([a[quad], c[quad], b[quad]], 1), np.stack([b[quad], c[quad], d[quad]], 1)])
+
+
 def _wall_mesh(rm, cw, frame) -> trimesh.Trimesh | None:
     """The chest wall under both footprints (cells of either region, one ring wider) as a triangle mesh."""
     from scipy import ndimage
     mask = ndimage.binary_dilation(cw.regions["left"] | cw.regions["right"]) & np.isfinite(cw.wall)
     if mask.sum() < 4:
         return None
-    idx = -np.ones(mask.shape, int)
-    idx[mask] = np.arange(mask.sum())
-    verts = frame.to_surface(rm.cell_points(cw.wall)[mask])
-    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
-    quad = (a >= 0) & (b >= 0) & (c >= 0) & (d >= 0)
-    faces = np.concatenate([np.stack([a[quad], c[quad], b[quad]], 1), np.stack([b[quad], c[quad], d[quad]], 1)])
-    return trimesh.Trimesh(verts, faces, process=False)
+    _, faces = _grid_faces(mask)
+    return trimesh.Trimesh(frame.to_surface(rm.cell_points(cw.wall)[mask]), faces, process=False)
+
+
+def _breast_mesh(rm, wall: np.ndarray, region: np.ndarray, frame) -> trimesh.Trimesh | None:
+    """The tissue counted as one breast's volume as a closed mesh (surface frame): the skin over the footprint,
+    the chest wall under it, and the side walls along the footprint's edge; for display in Slicer."""
+    mask = region & np.isfinite(wall) & np.isfinite(rm.r)
+    if mask.sum() < 4:
+        return None
+    _, top = _grid_faces(mask)
+    if not len(top):
+        return None
+    n = int(mask.sum())
+    skin, base = rm.cell_points()[mask], rm.cell_points(np.minimum(wall, rm.r))[mask]
+    edges = np.concatenate([top[:, [0, 1]], top[:, [1, 2]], top[:, [2, 0]]])          # directed, as wound
+    border = edges[trimesh.grouping.group_rows(np.sort(edges, axis=1), require_count=1)]
+    a, b = border[:, 0], border[:, 1]                  # the side quad runs b -> a on top, a -> b underneath
+    sides = np.concatenate([np.stack([b, a, a + n], 1), np.stack([b, a + n, b + n], 1)])
+    faces = np.concatenate([top, top[:, ::-1] + n, sides])
+    mesh = trimesh.Trimesh(frame.to_surface(np.concatenate([skin, base])), faces, process=False)
+    if mesh.volume < 0:                                     # outward normals, whatever the frame's handedness
+        mesh.invert()
+    return mesh

@@ -24,6 +24,7 @@ MEASUREMENTS_PDF = "measurements.pdf"
 DISTANCE_LINES = "distance_lines.json"        # name -> polyline along the skin (mm)
 CHEST_WALL = "chest_wall.ply"
 FOOTPRINT = "footprint_{side}"                # + .mrk.json (closed curve) / .csv
+BREAST = "breast_{side}.ply"                  # the tissue counted as that side's volume (closed mesh)
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -56,6 +57,8 @@ def write_measurements(out_dir: Path, m: Measurements, mesh: trimesh.Trimesh, la
         {k: np.asarray(v).round(3).tolist() for k, v in m.lines.items()})))
     if m.wall_mesh is not None:
         files.append(write_mesh(m.wall_mesh, out / CHEST_WALL))
+    for side, breast in m.breast_meshes.items():
+        files.append(write_mesh(breast, out / BREAST.format(side=side)))
     buf = io.StringIO()
     rows = m.rows()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")

@@ -11,8 +11,10 @@ from ..workspace import Workspace
 
 
 def measure_file(surface: Path, out: Workspace, landmarks: Path | None = None,
-                 progress: Progress | None = None) -> tuple[dict, list]:
-    """(measurements.json as written, the files written)."""
+                 progress: Progress | None = None, footprints: dict | None = None) -> tuple[dict, list]:
+    """(measurements.json as written, the files written). `footprints` {"left"/"right": curve file} replace the
+    automatic footprints (a user's edit)."""
+    from ..landmarks import read_curve
     from .measurements import measure_surface
     from .report import MEASUREMENTS_JSON, write_measurements
     from .surface_io import find_landmarks, find_residual, find_support, read_surface
@@ -23,10 +25,13 @@ def measure_file(surface: Path, out: Workspace, landmarks: Path | None = None,
     if progress:
         progress.log(f"measuring {surface.name} ({len(mesh.vertices)} vertices; landmarks from {lm_path.name}; "
                      f"{'with' if support is not None else 'no'} support map)")
-    m = measure_surface(mesh, lms, support, residual, where=str(surface))
+    curves = {side: read_curve(path) for side, path in (footprints or {}).items() if path is not None}
+    m = measure_surface(mesh, lms, support, residual, where=str(surface), footprints=curves)
     files = write_measurements(out.root, m, mesh, lms, {"surface": str(surface), "landmarks": str(lm_path),
                                                          "support_map": support is not None,
-                                                         "fit_residual_mm": residual})
+                                                         "fit_residual_mm": residual,
+                                                         "footprints_given": {side: str(path) for side, path in
+                                                                              (footprints or {}).items() if path}})
     return json.loads((out / MEASUREMENTS_JSON).read_text(encoding="utf-8")), files
 
 

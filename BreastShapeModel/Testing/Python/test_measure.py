@@ -63,6 +63,10 @@ def test_radius_map_volume_and_chest_wall_on_the_cylinder_torso(body):
         v = m.breast_volume_ml[side]
         assert v["value"] == pytest.approx(truth, rel=0.08), (side, v, truth)
         assert v["interval"][0] <= truth <= v["interval"][1]
+        # the tissue counted, as a closed mesh for display, holds the reported volume
+        breast = m.breast_meshes[side]
+        assert breast.is_watertight and breast.is_winding_consistent
+        assert breast.volume / 1000.0 == pytest.approx(v["value"], rel=0.05)
     # the lower-envelope estimator finds the cylinder under the footprints (the default, a plane through each
     # footprint's outline, cuts a chord under a curved chest: its volume is still within 8 % here)
     envelope = measure_surface(mesh, lms, chest_wall="envelope_pspline")
@@ -106,6 +110,35 @@ def test_measure_command_files_and_errors(body, tmp_path, cli):
     curve = json.loads((out / "footprint_left.mrk.json").read_text())["markups"][0]
     assert curve["type"] == "ClosedCurve" and len(curve["controlPoints"]) > 20
     assert (out / "measurements.pdf").read_bytes()[:4] == b"%PDF" and (out / "measurements.png").stat().st_size > 10000
+    assert trimesh.load(out / "breast_left.ply", process=False).is_watertight
+    # a footprint edited by the user (the automatic one shrunk towards its centre, back on the skin) replaces the
+    # automatic one: less volume on that side, the other side unchanged
+    from BreastShapeModelLib.landmarks import markups_json
+    auto = np.loadtxt(out / "footprint_left.csv", delimiter=",")
+    small = trimesh.proximity.closest_point(mesh, auto.mean(0) + 0.6 * (auto - auto.mean(0)))[0]
+    (tmp_path / "edited.mrk.json").write_text(markups_json(small, "ClosedCurve"))
+    r = cli(LIB, "measure", tmp_path / "torso.ply", "--landmarks", tmp_path / "torso_landmarks.mrk.json",
+            "--footprint_left", tmp_path / "edited.mrk.json", "--output_dir", tmp_path / "m2", "--progress", "none")
+    assert r.returncode == 0, r.stderr
+    edited = json.loads((tmp_path / "m2" / "measurements.json").read_text())
+    v0, v1 = doc["breast_volume_ml"], edited["breast_volume_ml"]
+    assert v1["left"]["value"] < 0.95 * v0["left"]["value"]
+    assert v1["right"]["value"] == pytest.approx(v0["right"]["value"], abs=0.5)
+    assert any("left footprint as given" in n for n in edited["notes"])
+    # a footprint off this surface, one that encloses nothing of it, an unreadable one: one line each, exit 2
+    (tmp_path / "away.csv").write_text("\n".join(f"{x},{y},900" for x, y in ((0, 0), (10, 0), (0, 10))))
+    r = cli(LIB, "measure", tmp_path / "torso.ply", "--landmarks", tmp_path / "torso_landmarks.mrk.json",
+            "--footprint_right", tmp_path / "away.csv", "--output_dir", tmp_path / "x", "--progress", "none")
+    assert r.returncode == 2 and "right footprint lies" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "tiny.csv").write_text("\n".join(",".join(f"{v:.3f}" for v in lms[3] + d) for d in
+                                                 ((0, 0, 0), (0.5, 0, 0), (0, 0.5, 0))))
+    r = cli(LIB, "measure", tmp_path / "torso.ply", "--landmarks", tmp_path / "torso_landmarks.mrk.json",
+            "--footprint_right", tmp_path / "tiny.csv", "--output_dir", tmp_path / "x", "--progress", "none")
+    assert r.returncode == 2 and "right footprint encloses no part" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "bad.csv").write_text("not, a, curve\n")
+    r = cli(LIB, "measure", tmp_path / "torso.ply", "--landmarks", tmp_path / "torso_landmarks.mrk.json",
+            "--footprint_left", tmp_path / "bad.csv", "--output_dir", tmp_path / "x", "--progress", "none")
+    assert r.returncode == 2 and "bad.csv" in r.stderr and "Traceback" not in r.stderr
     # metres instead of millimetres; no landmarks; landmarks of another surface
     small = mesh.copy()
     small.vertices *= 0.001
