@@ -2,7 +2,9 @@
 
 Thin GUI over BreastShapeModelLib (Qt-free, tested with pytest): jobs run in a child process
 (`PythonSlicer -m BreastShapeModelLib ...`) that reports JSON progress; the GUI polls, shows progress and can
-cancel. The Fit section fits the model to a scan or point cloud guided by six landmarks placed as markups.
+cancel. The Fit section fits the model to a scan or point cloud guided by six landmarks placed as markups; Measure
+gives footprints (editable curves), chest wall, volumes, tape distances and a table; Compare colours the change
+between two visits.
 """
 import os
 
@@ -14,6 +16,7 @@ from slicer.util import VTKObservationMixin
 
 from BreastShapeModelLib.dependencies import ensure_in_slicer
 from BreastShapeModelLib.job_control import JobControl, widget_callbacks
+from BreastShapeModelLib.measure_logic import CompareJob, MeasureJob
 from BreastShapeModelLib.module_logic import (FitJob, FitRequest, ModelChoice, SampleRequest, ShapeJob,
                                               place_landmarks_node)
 from BreastShapeModelLib.parameters import get, get_node, parameter_node, put, put_node
@@ -59,6 +62,10 @@ class BreastShapeModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.sampleButton.connect("clicked(bool)", lambda _: self.onRun(mean=False))
         self.ui.fitButton.connect("clicked(bool)", lambda _: self.onFit())
         self.ui.placeLandmarksButton.connect("clicked(bool)", lambda _: self.onPlaceLandmarks())
+        self.ui.measureButton.connect("clicked(bool)", lambda _: self.onMeasure(again=False))
+        self.ui.remeasureButton.connect("clicked(bool)", lambda _: self.onMeasure(again=True))
+        self.ui.compareButton.connect("clicked(bool)", lambda _: self.onCompare())
+        self.lastMeasure = None
         self.ui.useBundledCheckBox.connect("toggled(bool)", self.updateGUI)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, lambda *_: self.loadParameters())
         self.loadParameters()
@@ -97,12 +104,20 @@ class BreastShapeModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             w.enabled = custom
         task = self.control.task
         fitting = isinstance(task, FitJob)
-        sampling_mean = task is not None and not fitting and task.request.mean
-        sampling = task is not None and not fitting and not sampling_mean
+        sampling = isinstance(task, ShapeJob)
+        sampling_mean = sampling and task.request.mean
+        measuring = isinstance(task, MeasureJob)
+        remeasuring = measuring and bool(task.footprint_nodes)
         for button, mine, label in ((self.ui.meanShapeButton, sampling_mean, "Mean shape"),
-                                    (self.ui.sampleButton, sampling, "Sample"), (self.ui.fitButton, fitting, "Fit")):
+                                    (self.ui.sampleButton, sampling and not sampling_mean, "Sample"),
+                                    (self.ui.fitButton, fitting, "Fit"),
+                                    (self.ui.measureButton, measuring and not remeasuring, "Measure"),
+                                    (self.ui.remeasureButton, remeasuring, "Measure again with the edited footprints"),
+                                    (self.ui.compareButton, isinstance(task, CompareJob), "Compare")):
             button.text = "Cancel" if mine else label
             button.enabled = mine or task is None
+        if task is None and self.lastMeasure is None:
+            self.ui.remeasureButton.enabled = False
         self.ui.progressBar.visible = task is not None
 
     def onRunningChanged(self, running):
@@ -172,11 +187,54 @@ class BreastShapeModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                            self.onFitted)
 
     def onFitted(self, job):
-        job.load_results(slicer.mrmlScene)
+        model, anchors = job.load_results(slicer.mrmlScene)
+        self.ui.measureSurfaceSelector.setCurrentNode(model)      # ready to measure: the result and its landmarks
+        self.ui.measureLandmarksSelector.setCurrentNode(self.ui.landmarksSelector.currentNode() or anchors)
         r = job.report["residuals"]
         put(self.parameters(), "last_result", {"residuals": r, "fit_seconds": job.report["fit_seconds"]})
         return (f"Fitted in {job.report['fit_seconds']:.0f} s: residual mean {r['mean_mm']:.2f} mm, "
                 f"95th percentile {r['p95_mm']:.2f} mm. Colours show support (distance to the input).")
+
+
+    def onMeasure(self, again):
+        if self.control.running:
+            self.control.cancel()
+            return
+        if not ensure_in_slicer("model"):
+            return
+        surface = self.ui.measureSurfaceSelector.currentNode()
+        landmarks = self.ui.measureLandmarksSelector.currentNode()
+        footprints = self.lastMeasure.footprints if again and self.lastMeasure is not None else None
+        self.control.start(lambda: MeasureJob(surface, landmarks, footprints).start(), self.onMeasured)
+
+    def onMeasured(self, job):
+        from BreastShapeModelLib.measure.report import summary_lines
+        if self.lastMeasure is not None:        # the new results replace the old; edited footprints carry over
+            self.lastMeasure.remove(slicer.mrmlScene)
+        self.lastMeasure = job.load_results(slicer.mrmlScene)
+        self.ui.measureTableView.setMRMLTableNode(self.lastMeasure.table)
+        self.ui.remeasureButton.enabled = True
+        return "\n".join(summary_lines(self.lastMeasure.report) + [
+            "Drag the footprint curves' points to correct a breast's base, then Measure again."])
+
+    def onCompare(self):
+        if self.control.running:
+            self.control.cancel()
+            return
+        if not ensure_in_slicer("model"):
+            return
+        ui = self.ui
+        nodes = (ui.compareBeforeSelector.currentNode(), ui.compareAfterSelector.currentNode(),
+                 ui.compareBeforeLandmarksSelector.currentNode(), ui.compareAfterLandmarksSelector.currentNode())
+        self.control.start(lambda: CompareJob(*nodes).start(), self.onCompared)
+
+    def onCompared(self, job):
+        report, (model, table) = job.load_results(slicer.mrmlScene)
+        self.ui.measureTableView.setMRMLTableNode(table)
+        change = report["volume_change_ml"]
+        return (f"Volume change: left {change['left']:+.0f} ml, right {change['right']:+.0f} ml; registration "
+                f"residual {report['registration_residual_mm']:.2f} mm on the unchanged regions. '{model.GetName()}' "
+                f"is coloured by the signed distance (red gained, blue lost).")
 
 
 class BreastShapeModelLogic(ScriptedLoadableModuleLogic):

@@ -21,7 +21,8 @@ from BreastShapeModelLib.module_logic import ModelChoice
 from BreastShapeModelLib.parameters import get, parameter_node, put
 from BreastShapeModelLib.sample_data import register_in_slicer
 from BreastVideoReconstructionLib.frame_volumes import frames_sequence, place_frame_landmarks, write_frame_landmarks
-from BreastVideoReconstructionLib.module_logic import VideoJob, VideoRequest, load_steps
+from BreastShapeModelLib.measure_logic import MeasureJob
+from BreastVideoReconstructionLib.module_logic import VideoJob, VideoRequest, load_result_landmarks, load_steps
 from BreastVideoReconstructionLib.options import VideoOptions
 from BreastVideoReconstructionLib.workspace import VideoWorkspace as W
 
@@ -66,6 +67,8 @@ class BreastVideoReconstructionWidget(ScriptedLoadableModuleWidget, VTKObservati
         self.ui.saveFrameLandmarksButton.connect("clicked(bool)", lambda _: self.onSaveLandmarks())
         self.ui.checkLandmarksButton.connect("clicked(bool)", lambda _: self.onCheck())
         self.ui.overviewButton.connect("clicked(bool)", lambda _: self.showPicture(self.output() / W.OVERVIEW))
+        self.ui.measureButton.connect("clicked(bool)", lambda _: self.onMeasure())
+        self.result = None
         self.ui.overlayButton.connect("clicked(bool)", lambda _: self.showPicture(self.output() / W.OVERLAY))
         self.ui.videoPathLineEdit.connect("currentPathChanged(QString)", self.onVideoChanged)
         self.ui.progressBar.visible = False
@@ -124,6 +127,7 @@ class BreastVideoReconstructionWidget(ScriptedLoadableModuleWidget, VTKObservati
         (self.timer.start if running else self.timer.stop)()
         self.ui.runButton.text = "Cancel" if running else "Reconstruct"
         self.ui.prepareFramesButton.enabled = not running
+        self.ui.measureButton.enabled = not running and self.result is not None
         self.ui.progressBar.visible = running
 
     def onRun(self, until=None):
@@ -148,12 +152,26 @@ class BreastVideoReconstructionWidget(ScriptedLoadableModuleWidget, VTKObservati
 
     def onReconstructed(self, job):
         nodes = job.load_results(slicer.mrmlScene)
+        self.result = (nodes[0], load_result_landmarks(slicer.mrmlScene, job.output_dir) or nodes[1])
         if self.ui.showStepsCheckBox.checked:
             nodes += list(load_steps(slicer.mrmlScene, job.output_dir).values())
         put(self.parameters(), "last_result", job.report.get("measurements") or {})
         slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView)
         slicer.util.resetThreeDViews()
         return job.summary()
+
+    def onMeasure(self):
+        if self.control.running or self.result is None:
+            return
+        self.control.start(lambda: MeasureJob(*self.result).start(), self.onMeasured)
+
+    def onMeasured(self, job):
+        from BreastShapeModelLib.measure.report import summary_lines
+        result = job.load_results(slicer.mrmlScene)
+        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(result.table.GetID())
+        slicer.app.applicationLogic().PropagateTableSelection()
+        return "\n".join(summary_lines(result.report) + [
+            f"Every value with its interval is in the table '{result.table.GetName()}'."])
 
     # ---------------------------------------------------------------- landmarks on a frame
     def onPlaceLandmarks(self):

@@ -184,12 +184,94 @@ def show_scalar(model_node, array_name: str, color_table_id: str = "vtkMRMLColor
     display.SetScalarVisibility(True)
     if model_node.GetScene() is not None and model_node.GetScene().GetNodeByID(color_table_id) is not None:
         display.SetAndObserveColorNodeID(color_table_id)
+    if array_name == "support":
+        add_color_legend(model_node, "support (distance to the nearest input point)")
+    return True
+
+
+def add_color_legend(model_node, title: str):
+    """A colour legend for a model's scalars: through Slicer's Colors module where it runs, else a legend display
+    node of our own (a bare MRML scene); None where neither is possible."""
     colors = getattr(getattr(_mrml(), "modules", None), "colors", None)     # only inside the Slicer application
     if colors is not None and hasattr(colors.logic(), "AddDefaultColorLegendDisplayNode"):
         legend = colors.logic().AddDefaultColorLegendDisplayNode(model_node)
-        if legend is not None and array_name == "support":
-            legend.SetTitleText("support (distance to the nearest input point)")
-    return True
+    elif hasattr(_mrml(), "vtkMRMLColorLegendDisplayNode") and model_node.GetScene() is not None:
+        legend = _mrml().vtkMRMLColorLegendDisplayNode()
+        model_node.GetScene().AddNode(legend)
+        legend.SetAndObservePrimaryDisplayNode(model_node.GetDisplayNode())
+        model_node.AddAndObserveDisplayNodeID(legend.GetID())
+    else:
+        return None
+    if legend is not None:
+        legend.SetTitleText(title)
+    return legend
+
+
+def show_signed_scalar(model_node, array_name: str, limit: float, title: str):
+    """Colour a model by a signed per-vertex array on a blue (negative) - white - red (positive) scale fixed to
+    [-limit, limit], with a legend; the colour node is shared by name."""
+    import vtk
+    scene = model_node.GetScene()
+    name = "BreastShapeSignedDistance"
+    color = scene.GetFirstNodeByName(name)
+    if color is None:
+        color = _new_node(scene, "vtkMRMLProceduralColorNode", name)
+        ctf = vtk.vtkColorTransferFunction()
+        for x, rgb in ((-1.0, (0.13, 0.40, 0.67)), (0.0, (0.97, 0.97, 0.97)), (1.0, (0.70, 0.09, 0.17))):
+            ctf.AddRGBPoint(x, *rgb)
+        color.SetAndObserveColorTransferFunction(ctf)
+    ctf = color.GetColorTransferFunction()
+    ctf.RemoveAllPoints()
+    for x, rgb in ((-limit, (0.13, 0.40, 0.67)), (0.0, (0.97, 0.97, 0.97)), (limit, (0.70, 0.09, 0.17))):
+        ctf.AddRGBPoint(x, *rgb)
+    display = model_node.GetDisplayNode()
+    display.SetActiveScalarName(array_name)
+    display.SetScalarVisibility(True)
+    display.SetAndObserveColorNodeID(color.GetID())
+    display.SetScalarRangeFlag(display.UseManualScalarRange)
+    display.SetScalarRange(-limit, limit)
+    return add_color_legend(model_node, title)
+
+
+def markups_from_points(scene, points, name: str, class_name: str = "vtkMRMLMarkupsClosedCurveNode",
+                        frame: str = "lps", labels=None, color=None, linear: bool = False):
+    """A markups node (closed or open curve, line, point list) through points given in file coordinates of
+    `frame`; `linear` curves pass straight from point to point (a path along the skin)."""
+    import vtk
+    node = _new_node(scene, class_name, name)
+    for i, p in enumerate(to_ras(np.asarray(points, float).reshape(-1, 3), frame)):
+        node.AddControlPoint(vtk.vtkVector3d(*p), (labels[i] if labels else ""))
+    if linear and hasattr(node, "SetCurveTypeToLinear"):
+        node.SetCurveTypeToLinear()
+    node.SetAttribute(FRAME_ATTRIBUTE, frame)
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
+    if color is not None and node.GetDisplayNode() is not None:
+        node.GetDisplayNode().SetSelectedColor(*color)
+        node.GetDisplayNode().SetColor(*color)
+    return node
+
+
+def table_node(scene, rows: list[dict], name: str):
+    """A table node with one row per dict (columns from the first row's keys; numbers as double columns)."""
+    import vtk
+    node = _new_node(scene, "vtkMRMLTableNode", name)
+    table = node.GetTable()
+    keys = list(rows[0]) if rows else []
+    numeric = {k: all(isinstance(r.get(k), (int, float)) or r.get(k) is None for r in rows) and
+               any(isinstance(r.get(k), (int, float)) for r in rows) for k in keys}
+    for k in keys:
+        col = vtk.vtkDoubleArray() if numeric[k] else vtk.vtkStringArray()
+        col.SetName(k)
+        table.AddColumn(col)
+    table.SetNumberOfRows(len(rows))
+    for i, r in enumerate(rows):
+        for j, k in enumerate(keys):
+            v = r.get(k)
+            table.SetValue(i, j, vtk.vtkVariant(float("nan") if v is None else float(v)) if numeric[k]
+                           else vtk.vtkVariant("" if v is None else str(v)))
+    node.Modified()
+    return node
 
 
 def new_landmark_node(scene, names, name: str = "Landmarks"):

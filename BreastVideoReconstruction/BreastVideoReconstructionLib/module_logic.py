@@ -111,6 +111,13 @@ def load_result(scene, out_dir: str | Path, coloured: bool = True, name: str = "
     return report, [model, anchors]
 
 
+def load_result_landmarks(scene, out_dir: str | Path, name: str = "BreastSurface"):
+    """The landmarks seen in the video, in the result's frame (what `measure` uses first), or None."""
+    from BreastShapeModelLib.workspace import Workspace
+    path = Path(out_dir) / (Workspace.LANDMARKS + ".mrk.json")
+    return load_markups_node(scene, path, name + "_landmarks") if path.is_file() else None
+
+
 def load_steps(scene, out_dir: str | Path, name: str = "BreastSurface") -> dict:
     """Every step's result as nodes in the result's frame, so a user sees where a run went wrong: the camera path
     (polyline), the sparse SfM points, the aligned and pruned cloud and the landmarks seen in the video."""

@@ -108,6 +108,9 @@ def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.nd
         raise UserError(f"{where}: the surface does not cover the chest between the landmarks")
     cw = estimate_chest_wall(rm, lmb[[L_NIPPLE, R_NIPPLE]], lmb[[L_CORACOID, R_CORACOID]])
     notes = []
+    for side, region in cw.regions.items():             # a footprint is what its outline encloses, so a
+        if region.any():                                 # written footprint read back measures the same
+            cw.regions[side] = footprint_region(rm, footprint_curve(rm, region))
     vtree = cKDTree(mesh.vertices)
     for side, curve in (footprints or {}).items():
         off = float(np.median(vtree.query(np.asarray(curve, float))[0]))

@@ -53,13 +53,19 @@ def find_landmarks(surface: Path, given: Path | None) -> tuple[np.ndarray, Path]
                     f"pass --landmarks FILE with the six landmarks")
 
 
-def find_support(mesh: trimesh.Trimesh, surface: Path) -> np.ndarray | None:
-    """Per-vertex support (distance to the nearest input point, mm), from the PLY or the .npy beside it."""
-    attr = getattr(mesh, "vertex_attributes", {}).get("support")
+def vertex_property(mesh: trimesh.Trimesh, name: str) -> np.ndarray | None:
+    """A per-vertex property of a mesh read from PLY (e.g. `support`, `signed_distance`), or None."""
+    attr = getattr(mesh, "vertex_attributes", {}).get(name)
     if attr is None:
         raw = mesh.metadata.get("_ply_raw", {}).get("vertex", {}).get("data") if hasattr(mesh, "metadata") else None
-        if raw is not None and "support" in raw.dtype.names:
-            attr = raw["support"]
+        if raw is not None and name in raw.dtype.names:
+            attr = raw[name]
+    return None if attr is None else np.asarray(attr, float).ravel()
+
+
+def find_support(mesh: trimesh.Trimesh, surface: Path) -> np.ndarray | None:
+    """Per-vertex support (distance to the nearest input point, mm), from the PLY or the .npy beside it."""
+    attr = vertex_property(mesh, "support")
     if attr is None:
         npy = Path(surface).with_name(Workspace.SUPPORT)
         if npy.is_file():

@@ -355,6 +355,21 @@ def test_module_logic_runs_and_loads_into_mrml(result, video):
     assert anchors.GetNumberOfControlPoints() == 6
     text = job.summary()
     assert "nipple to nipple" in text and "mm" in text
+    # "Measure the result": the video's landmarks in the result's frame, then the shared Measure logic
+    from BreastShapeModelLib.measure_logic import MeasureJob
+    from BreastVideoReconstructionLib.module_logic import load_result_landmarks
+    landmarks = load_result_landmarks(scene, result["out"])
+    assert landmarks is not None and landmarks.GetNumberOfControlPoints() == 6
+    measure = MeasureJob(model, landmarks).start()
+    try:
+        assert measure.job.wait(600) == 0, measure.job.error_message()
+        measured = measure.load_results(scene)
+    finally:
+        measure.cleanup()
+    report = measured.report
+    assert report["distances_mm"]["nipple_to_nipple"]["straight"] == pytest.approx(result["nipple"], abs=2.0)
+    assert all(50 < report["breast_volume_ml"][side]["value"] < 2000 for side in ("left", "right"))
+    assert measured.table.GetTable().GetNumberOfRows() > 10 and len(measured.footprints) == 2
     with pytest.raises(Exception, match="landmark file not found"):
         VideoRequest(str(video / "video.mp4"), "", str(result["out"])).command()
 
