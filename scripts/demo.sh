@@ -23,13 +23,27 @@ args=(--output_dir out --device cpu --metrical)
 .venv/bin/python -m BreastShapeModelLib sample 2 --seed 1 --voxel_resolution 128 "${args[@]}"
 # Fit the model to a synthetic scan with its six landmarks (what a clinic does with a 3D scan)
 .venv/bin/python -m BreastShapeModelLib synth 1 --seed 7 --output_dir out/scan --progress none
+truth() {   # the synthetic data's ground truth, printed under the measured values for comparison
+  .venv/bin/python - "$1" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+t = t.get("truth", t)
+v, d, f = t["breast_volume_ml"], t["distances_mm"], t["nipple_to_fold_mm"]
+print(f"ground truth: breast volume left {v['left']:.0f} ml, right {v['right']:.0f} ml; sternal notch to nipple "
+      f"{d['sternal_notch_to_left_nipple']:.1f} / {d['sternal_notch_to_right_nipple']:.1f} mm; nipple to nipple "
+      f"{d['nipple_to_nipple']:.1f} mm; nipple to fold {f['left']:.1f} / {f['right']:.1f} mm (straight)")
+PY
+}
 .venv/bin/python -m BreastShapeModelLib reconstruct out/scan/torso_0000.ply \
   --landmarks out/scan/landmarks/torso_0000.txt --output_dir out/fit --voxel_resolution 192 --device cpu \
-  ${ckpt:+--ckpt "$ckpt"}
+  --measure ${ckpt:+--ckpt "$ckpt"}
+truth out/scan/torso_0000.json
 # The video pipeline: a synthetic 720p phone video of a generator torso, then video -> metric mesh
 .venv/bin/python -m BreastVideoReconstructionLib synth-video --output_dir out/video --seed 5 --width 1280 \
   --height 720 --duration 5 --landmark_noise 1.5 --progress none
 .venv/bin/python -m BreastVideoReconstructionLib run out/video/video.mp4 --landmarks out/video/landmarks.json \
-  --output_dir out/video_result --colorize ${ckpt:+--ckpt "$ckpt"}
-echo "video result: out/video_result/reconstruction.ply, report.json, overview.png"
+  --output_dir out/video_result --colorize --measure ${ckpt:+--ckpt "$ckpt"}
+truth out/video/truth/torso.json
+echo "scan fit: out/fit/reconstruction.ply, measurements.json/.csv/.pdf"
+echo "video result: out/video_result/reconstruction.ply, report.json, overview.png, measurements.pdf"
 echo "results in out/: $(ls out | tr '\n' ' ')"
