@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .fileio import atomic_write_text
-from .options import ModelOptions, ScanOptions, as_dict
+from .options import AUTO_LATENT_WEIGHT, ModelOptions, ScanOptions, as_dict
 from .progress import Progress
 from .self_check import SELF_CHECK_FAILED
 from .workspace import Workspace, file_key, stamp_of
@@ -76,6 +76,23 @@ def check_output_not_input(output_dir: Path, *inputs) -> None:
             raise UserError(f"the output folder {output_dir} would overwrite the input {p}; choose another folder")
 
 
+def find_torso(model, points, where: str, progress: Progress | None = None):
+    """The landmark-free alignment of a scan (auto_align on the model's mean surface); 'no torso found' when
+    nothing in the input matches the model's torso."""
+    import trimesh
+    from .auto_align import MAX_COST, auto_align
+    mean_pts, _ = trimesh.sample.sample_surface(model.mesh(model.mean_code, 96), 5000, seed=0)
+    found = auto_align(points, mean_pts)
+    cost_mm = found.cost * model.mm_per_unit
+    if found.cost > MAX_COST:
+        raise UserError(f"{where}: no torso found (the model's mean torso matches it no closer than "
+                        f"{cost_mm:.0f} mm; a torso scan gives 6-8 mm); give --landmarks if it is a torso")
+    if progress:
+        progress.log(f"no landmarks: torso found by its shape ({cost_mm:.1f} mm from the mean torso, next "
+                     f"orientation {found.runner_up_cost * model.mm_per_unit:.1f} mm)")
+    return found
+
+
 def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | None = None,
              options: ScanOptions | None = None, model=None, progress: Progress | None = None,
              force: bool = False) -> RunResult:
@@ -111,16 +128,27 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
         net = lazy.get()
         ws.create()
         metrical = opts.metrical or opts.nipple_to_nipple_dist is not None
-        settings = opts.settings(opts.latent_weight, with_landmarks=lms is not None)
+        auto = lms is None and opts.orientation == "auto"
+        latent = opts.latent_weight
+        if auto and latent == ScanOptions().latent_weight:          # the default, not a user's choice
+            latent = AUTO_LATENT_WEIGHT
+        settings = opts.settings(latent, with_landmarks=lms is not None)
         t0 = time.perf_counter()
+        found = find_torso(net, points, str(input), progress) if auto else None
         rec = reconstruct_with_progress(progress, "fit", opts.iterations, net, points, lms, settings,
                                         opts.voxel_resolution, metrical, opts.nipple_to_nipple_dist,
-                                        chunk_size=opts.chunk_size, meshing=opts.meshing)
+                                        chunk_size=opts.chunk_size, meshing=opts.meshing,
+                                        to_model=found.to_model if found else None)
+        if found is not None and found.ambiguous:
+            rec.warnings.append("the torso's orientation was found without landmarks but another orientation fits "
+                                "almost as well: check the result, or give --landmarks")
         if not rec.self_check["passed"]:
             rec.warnings.append(SELF_CHECK_FAILED + "; ".join(rec.self_check["problems"]))
         units = "mm" if rec.output_frame == "metric" else "input"
         report = {"input": str(input), "input_kind": kind, "input_points": int(len(points)),
-                  "landmarks": str(landmarks) if landmarks else None, "model": net.describe(),
+                  "landmarks": str(landmarks) if landmarks else
+                  ("found automatically: the fitted anchors" if found else None), "model": net.describe(),
+                  **({"auto_alignment": found.report(net.mm_per_unit)} if found else {}),
                   **fit_report(rec, units, opts.voxel_resolution), "settings": vars(settings), "options": as_dict(opts),
                   "input_to_model": rec.to_model.matrix().tolist(),
                   "support_colors": "green: an input point within 2 local sample spacings (observed); red: "

@@ -245,6 +245,9 @@ class FitOptions:
                            anchor_weight=max(self.anchor_weight, 0.0) if with_landmarks else 0.0, seed=self.seed)
 
 
+AUTO_LATENT_WEIGHT = 0.01     # scans aligned without landmarks: a looser pull to the mean (bench/auto_landmarks.py)
+
+
 @dataclass
 class ScanOptions(FitOptions, MeshOptions):
     """`reconstruct` / `run_scan`: a scan or point cloud with six landmarks."""
@@ -252,6 +255,10 @@ class ScanOptions(FitOptions, MeshOptions):
     metrical: bool = option(False, "write the result in millimetres in the model frame instead of the input frame")
     measure: bool = option(False, "also measure the result (millimetres): footprints, volumes, distances, symmetry "
                                   "-> measurements.json/.csv/.pdf (experimental, see the README)")
+    orientation: str = option("auto", "without --landmarks: 'auto' finds the torso's pose, scale and position from "
+                                      "the model's mean surface (any orientation; the fitted anchors are the "
+                                      "landmarks found); 'as_is' takes the input as already in the model's "
+                                      "orientation", choices=("auto", "as_is"))
 
     def check(self) -> None:
         FitOptions.check(self)

@@ -1,0 +1,77 @@
+"""Landmark-free scans: the torso found by its shape in any orientation, position and units; non-torsos refused."""
+import json
+
+import numpy as np
+import pytest
+import trimesh
+from scipy.spatial.transform import Rotation
+
+from BreastShapeModelLib.auto_align import auto_align, proper_axis_rotations
+from BreastShapeModelLib.landmarks import read_landmarks
+
+LIB = "BreastShapeModelLib"
+
+
+def test_the_24_axis_rotations():
+    rots = proper_axis_rotations()
+    assert len(rots) == 24 and np.allclose([np.linalg.det(r) for r in rots], 1.0)
+    assert len({tuple(r.ravel()) for r in rots}) == 24
+
+
+def test_the_mean_surface_is_found_in_any_pose(bundled_model):
+    m = bundled_model
+    surface, _ = trimesh.sample.sample_surface(m.mesh(m.mean_code, 96), 6000, seed=0)
+    for seed in range(3):
+        rot = Rotation.random(random_state=seed).as_matrix()
+        scale, shift = 300.0 * (seed + 1), np.array([50.0, -900.0, 20.0]) * seed
+        found = auto_align(surface @ rot.T * scale + shift, surface[::3])
+        assert not found.ambiguous
+        back = found.to_model
+        angle = np.degrees(Rotation.from_matrix(back.rotation @ rot).magnitude())
+        assert angle < 3.0 and back.scale * scale == pytest.approx(1.0, rel=0.02)
+
+
+def _torso_files(tmp_path, rotation, shift):
+    from BreastShapeModelLib import synth
+    t = synth.generate(0, 777_004, 2.5)
+    pts, _ = trimesh.sample.sample_surface(t.mesh, 20000, seed=0)
+    np.savetxt(tmp_path / "scan.xyz", pts @ rotation.T + shift)
+    return t
+
+
+def _breast_error(rec_dir, t, rotation, shift):
+    from BreastShapeModelLib.surface_distance import point_to_mesh_distance
+    mesh = trimesh.load(rec_dir / "reconstruction.ply", process=False)
+    mesh.vertices = (np.asarray(mesh.vertices) - shift) @ rotation      # back into the truth's frame
+    v, nz = np.asarray(t.mesh.vertices), np.asarray(t.mesh.vertex_normals)[:, 2]
+    near = np.minimum(*(np.linalg.norm(v - t.landmarks[i], axis=1) for i in (2, 3)))
+    return float(point_to_mesh_distance(v[(near < 90) & (nz > 0)], mesh).mean())
+
+
+def test_reconstruct_without_landmarks_finds_the_torso(bundled_model, tmp_path, cli):
+    rotation = Rotation.from_euler("xyz", [100, -35, 160], degrees=True).as_matrix()
+    shift = np.array([400.0, -1200.0, 75.0])
+    t = _torso_files(tmp_path, rotation, shift)
+    fast = ["--iterations", "400", "--voxel_resolution", "96", "--progress", "none"]
+    r = cli(LIB, "reconstruct", tmp_path / "scan.xyz", "--output_dir", tmp_path / "auto", *fast)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "auto" / "fit_report.json").read_text())
+    assert report["auto_alignment"]["ambiguous"] is False and report["auto_alignment"]["cost_mm"] < 10
+    assert report["landmarks"].startswith("found automatically")
+    auto = _breast_error(tmp_path / "auto", t, rotation, shift)
+    # the landmarks it found (the fitted anchors, in the scan's frame) sit near the true ones
+    found = (read_landmarks(tmp_path / "auto" / "reconstruction_anchors.mrk.json") - shift) @ rotation
+    assert np.median(np.linalg.norm(found - t.landmarks, axis=1)) < 25.0
+    # taking the rotated scan as it is (the old behaviour) cannot fit it
+    r = cli(LIB, "reconstruct", tmp_path / "scan.xyz", "--output_dir", tmp_path / "as_is", "--orientation", "as_is",
+            *fast)
+    as_is = _breast_error(tmp_path / "as_is", t, rotation, shift)
+    assert auto < 1.5 and as_is > 3 * auto, (auto, as_is)
+
+
+def test_a_box_is_not_a_torso(tmp_path, cli):
+    pts, _ = trimesh.sample.sample_surface(trimesh.creation.box((400, 300, 200)), 20000, seed=0)
+    np.savetxt(tmp_path / "box.xyz", pts)
+    r = cli(LIB, "reconstruct", tmp_path / "box.xyz", "--output_dir", tmp_path / "out", "--progress", "none")
+    assert r.returncode == 2 and "no torso found" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out" / "reconstruction.ply").exists()
