@@ -192,8 +192,14 @@ class BreastShapeModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.measureLandmarksSelector.setCurrentNode(self.ui.landmarksSelector.currentNode() or anchors)
         r = job.report["residuals"]
         put(self.parameters(), "last_result", {"residuals": r, "fit_seconds": job.report["fit_seconds"]})
-        return (f"Fitted in {job.report['fit_seconds']:.0f} s: residual mean {r['mean_mm']:.2f} mm, "
-                f"95th percentile {r['p95_mm']:.2f} mm. Colours show support (distance to the input).")
+        message = (f"Fitted in {job.report['fit_seconds']:.0f} s: residual mean {r['mean_mm']:.2f} mm, "
+                   f"95th percentile {r['p95_mm']:.2f} mm. Colours show support (distance to the input).")
+        auto = job.report.get("auto_alignment")
+        if auto:
+            message += (f"\nNo landmarks: the torso was found by its shape ({auto['cost_mm']:.1f} mm from the mean "
+                        f"torso); the fitted anchors are the landmarks found"
+                        f"{'. ANOTHER ORIENTATION FITS ALMOST AS WELL: check the result' if auto['ambiguous'] else ''}.")
+        return message
 
 
     def onMeasure(self, again):
