@@ -9,14 +9,16 @@ from .progress import Progress
 
 
 def add_parser(sub, model_options, output_options) -> None:
-    p = sub.add_parser("reconstruct", help="fit the model to a point cloud or scan (with six landmarks)",
+    p = sub.add_parser("reconstruct", help="fit the model to a point cloud or scan (six landmarks optional)",
                        description="Normalise the input, similarity-align its landmarks to the model's average "
-                                   "anchors, optimise a shape code, mesh it and map it back to the input frame "
-                                   "(or to millimetres with --metrical). Re-running with the same inputs and "
-                                   "options reuses the result (--force: fit again).")
+                                   "anchors (without landmarks: find the torso by matching the model's mean "
+                                   "torso onto it, in any orientation), optimise a shape code, mesh it and map it "
+                                   "back to the input frame (or to millimetres with --metrical). Re-running with "
+                                   "the same inputs and options reuses the result (--force: fit again).")
     p.add_argument("input", type=Path, help="point cloud or mesh: " + ", ".join(CLOUD_SUFFIXES))
     p.add_argument("--landmarks", type=Path, default=None,
-                   help="six landmarks in the input's frame (.mrk.json, .fcsv, .pp, .csv, .txt, .ply, .npy)")
+                   help="six landmarks in the input's frame (.mrk.json, .fcsv, .pp, .csv, .txt, .ply, .npy); "
+                        "without them the torso is found by its shape (see --orientation)")
     p.add_argument("--force", action="store_true", help="fit again even if this output folder holds the result")
     add_options(p, ScanOptions, "fit and meshing")
     model_options(p)
