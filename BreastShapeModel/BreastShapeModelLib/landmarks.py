@@ -5,6 +5,7 @@ Order is fixed: sternal notch, belly button, left nipple, right nipple, left cor
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -137,13 +138,24 @@ def write_anchor_files(points: np.ndarray, stem: str | Path, units: str = "mm") 
     return paths
 
 
+@contextlib.contextmanager
+def _reading(path: Path, what: str):
+    """Any failure while parsing `path` becomes one LandmarkError naming the file and what was expected."""
+    try:
+        yield
+    except LandmarkError:
+        raise
+    except Exception as exc:  # any reader failure is a user-facing bad file
+        raise LandmarkError(f"{path}: cannot read {what} ({exc.__class__.__name__}: {exc})") from None
+
+
 def load_anchor_array(path: str | Path) -> np.ndarray:
     """Average anchors from an official `.pt` tensor, a `.npy` array, or a text file (6 rows x, y, z)."""
     path = Path(path)
     if not path.is_file():
         raise LandmarkError(f"anchors file not found: {path}")
     suffix = path.suffix.lower()
-    try:
+    with _reading(path, "anchors"):
         if suffix in (".pt", ".pth"):
             import torch
             data = torch.load(path, map_location="cpu", weights_only=True)
@@ -154,10 +166,6 @@ def load_anchor_array(path: str | Path) -> np.ndarray:
             arr = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
         else:
             raise LandmarkError(f"{path}: unknown anchors format '{suffix}' (expected .pt, .npy, .txt or .csv)")
-    except LandmarkError:
-        raise
-    except Exception as exc:  # any reader failure is a user-facing bad file
-        raise LandmarkError(f"{path}: cannot read anchors ({exc.__class__.__name__}: {exc})") from None
     return validate_points(arr, str(path), allow_degenerate=True)
 
 
@@ -207,17 +215,13 @@ def read_curve(path: str | Path, min_points: int = 3) -> np.ndarray:
     if not path.is_file():
         raise LandmarkError(f"curve file not found: {path}")
     name = path.name.lower()
-    try:
+    with _reading(path, "the curve"):
         if name.endswith(".json"):
             arr = _markups_points(path)[1]
         elif name.endswith((".csv", ".txt")):
             arr = np.loadtxt(path, delimiter="," if name.endswith(".csv") else None, ndmin=2, comments="#")
         else:
             raise LandmarkError(f"{path}: unknown curve format (expected .mrk.json, .csv or .txt)")
-    except LandmarkError:
-        raise
-    except Exception as exc:
-        raise LandmarkError(f"{path}: cannot read the curve ({exc.__class__.__name__}: {exc})") from None
     arr = np.asarray(arr, float)
     if arr.ndim != 2 or arr.shape[1] != 3 or len(arr) < min_points or not np.isfinite(arr).all():
         raise LandmarkError(f"{path}: expected at least {min_points} defined x, y, z points, got an array of shape "
@@ -232,7 +236,7 @@ def read_landmarks(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise LandmarkError(f"landmark file not found: {path}")
     name = path.name.lower()
-    try:
+    with _reading(path, "landmarks"):
         if name.endswith(".pp"):
             import xml.etree.ElementTree as ET
             root = ET.parse(path).getroot()
@@ -276,10 +280,6 @@ def read_landmarks(path: str | Path) -> np.ndarray:
             arr = np.load(path, allow_pickle=False)
         else:
             raise LandmarkError(f"{path}: unknown landmark format (expected one of {', '.join(LANDMARK_SUFFIXES)})")
-    except LandmarkError:
-        raise
-    except Exception as exc:
-        raise LandmarkError(f"{path}: cannot read landmarks ({exc.__class__.__name__}: {exc})") from None
     return validate_points(arr, str(path))
 
 
