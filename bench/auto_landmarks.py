@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "BreastShapeModel"))
 sys.path.insert(0, str(ROOT / "bench"))
 from BreastShapeModelLib import ShapeModel, synth  # noqa: E402
 from BreastShapeModelLib.api import find_torso  # noqa: E402
-from BreastShapeModelLib.options import AUTO_LATENT_WEIGHT, ScanOptions  # noqa: E402
+from BreastShapeModelLib.options import ScanOptions  # noqa: E402
 from BreastShapeModelLib.reconstruct import reconstruct  # noqa: E402
 from BreastShapeModelLib.surface_distance import point_to_mesh_distance  # noqa: E402
 from cross_source import breast_region  # noqa: E402
@@ -37,6 +37,8 @@ def main():
     ap.add_argument("--num", type=int, default=5)
     ap.add_argument("--sources", nargs="*", default=["generator", "anny"])
     ap.add_argument("--resolution", type=int, default=128)
+    ap.add_argument("--click_latent_weight", type=float, default=None,
+                    help="latent weight of the clicked fits (default: the scan default, as the automatic fits)")
     args = ap.parse_args()
     model = ShapeModel.load(None)
     opts = ScanOptions()
@@ -53,10 +55,11 @@ def main():
             shift = rng.normal(0, 500, 3)
             scan = pts @ rot.T + shift
             region = breast_region(np.asarray(t.mesh.vertices), np.asarray(t.mesh.vertex_normals)[:, 2], t.landmarks)
+            click_latent = opts.latent_weight if args.click_latent_weight is None else args.click_latent_weight
             with_clicks = reconstruct(model, scan, clicks @ rot.T + shift,
-                                      opts.settings(opts.latent_weight, with_landmarks=True), args.resolution)
+                                      opts.settings(click_latent, with_landmarks=True), args.resolution)
             t0 = time.perf_counter()
-            auto_settings = opts.settings(AUTO_LATENT_WEIGHT, with_landmarks=False)     # what run_scan uses
+            auto_settings = opts.settings(opts.latent_weight, with_landmarks=False)     # what run_scan uses
             found = find_torso(model, scan, f"{source} {i}")
             seconds = time.perf_counter() - t0
             auto = reconstruct(model, scan, None, auto_settings, args.resolution, to_model=found.to_model)
