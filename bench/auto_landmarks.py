@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "BreastShapeModel"))
 sys.path.insert(0, str(ROOT / "bench"))
 from BreastShapeModelLib import ShapeModel, synth  # noqa: E402
 from BreastShapeModelLib.api import find_torso  # noqa: E402
-from BreastShapeModelLib.options import ScanOptions  # noqa: E402
+from BreastShapeModelLib.options import AUTO_LATENT_WEIGHT, ScanOptions  # noqa: E402
 from BreastShapeModelLib.reconstruct import reconstruct  # noqa: E402
 from BreastShapeModelLib.surface_distance import point_to_mesh_distance  # noqa: E402
 from cross_source import breast_region  # noqa: E402
@@ -38,7 +38,8 @@ def main():
     ap.add_argument("--sources", nargs="*", default=["generator", "anny"])
     ap.add_argument("--resolution", type=int, default=128)
     ap.add_argument("--click_latent_weight", type=float, default=None,
-                    help="latent weight of the clicked fits (default: the scan default, as the automatic fits)")
+                    help="latent weight of the clicked fits (default: the scan default); the automatic fits use "
+                         "AUTO_LATENT_WEIGHT, as run_scan does")
     args = ap.parse_args()
     model = ShapeModel.load(None)
     opts = ScanOptions()
@@ -59,7 +60,7 @@ def main():
             with_clicks = reconstruct(model, scan, clicks @ rot.T + shift,
                                       opts.settings(click_latent, with_landmarks=True), args.resolution)
             t0 = time.perf_counter()
-            auto_settings = opts.settings(opts.latent_weight, with_landmarks=False)     # what run_scan uses
+            auto_settings = opts.settings(AUTO_LATENT_WEIGHT, with_landmarks=False)     # what run_scan uses
             found = find_torso(model, scan, f"{source} {i}")
             seconds = time.perf_counter() - t0
             auto = reconstruct(model, scan, None, auto_settings, args.resolution, to_model=found.to_model)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .fileio import atomic_write_text
-from .options import ModelOptions, ScanOptions, as_dict
+from .options import AUTO_LATENT_WEIGHT, ModelOptions, ScanOptions, as_dict
 from .progress import Progress
 from .self_check import SELF_CHECK_FAILED
 from .workspace import Workspace, file_key, stamp_of
@@ -129,7 +129,10 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
         ws.create()
         metrical = opts.metrical or opts.nipple_to_nipple_dist is not None
         auto = lms is None and opts.orientation == "auto"
-        settings = opts.settings(opts.latent_weight, with_landmarks=lms is not None)
+        latent = opts.latent_weight
+        if auto and latent == ScanOptions().latent_weight:          # the default, not a user's choice
+            latent = AUTO_LATENT_WEIGHT
+        settings = opts.settings(latent, with_landmarks=lms is not None)
         t0 = time.perf_counter()
         found = find_torso(net, points, str(input), progress) if auto else None
         rec = reconstruct_with_progress(progress, "fit", opts.iterations, net, points, lms, settings,

@@ -221,9 +221,8 @@ class MeshOptions:
 @dataclass
 class FitOptions:
     """Fitting a code to points with six landmarks: the shared part of the scan and video fits."""
-    latent_weight: float | None = option(0.01, "weight of ||z||^2, the pull towards the mean shape (the reference "
-                                               "tool's default is 0.05; 0.01 fits held-out generator and Anny "
-                                               "torsos closer, bench/auto_landmarks.py)", type=float)
+    latent_weight: float | None = option(0.05, "weight of ||z||^2, the pull towards the mean shape (scans without "
+                                               "landmarks: AUTO_LATENT_WEIGHT unless set)", type=float)
     anchor_weight: float = option(-1.0, "weight of the predicted-anchor-to-landmark term; negative: none")
     nipple_to_nipple_dist: float | None = option(None, "measured straight-line nipple-to-nipple distance in mm: "
                                                        "metric scale from it (implies metrical output)", type=float)
@@ -245,6 +244,9 @@ class FitOptions:
         return FitSettings(iterations=self.iterations, points_per_iteration=self.points_per_iteration,
                            latent_weight=latent_weight,
                            anchor_weight=max(self.anchor_weight, 0.0) if with_landmarks else 0.0, seed=self.seed)
+
+
+AUTO_LATENT_WEIGHT = 0.01     # scans aligned without landmarks: a looser pull to the mean (bench/auto_landmarks.py)
 
 
 @dataclass

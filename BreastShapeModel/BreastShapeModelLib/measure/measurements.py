@@ -127,9 +127,11 @@ def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.nd
     paths = SkinPaths(mesh, lm)
     unobserved_cells = None
     if support is not None:
-        cell_vertices = vtree.query(frame.to_surface(rm.cell_points().reshape(-1, 3)).reshape(-1, 3))[1]
-        sup = np.asarray(support, float)[cell_vertices].reshape(rm.r.shape)
-        unobserved_cells = sup > max(UNOBSERVED_MM, 3.0 * float(np.median(support)))
+        cells = rm.cell_points().reshape(-1, 3)
+        hit = np.isfinite(cells).all(axis=1)                # rays that missed the surface have no skin point
+        sup = np.zeros(len(cells))
+        sup[hit] = np.asarray(support, float)[vtree.query(frame.to_surface(cells[hit]))[1]]
+        unobserved_cells = sup.reshape(rm.r.shape) > max(UNOBSERVED_MM, 3.0 * float(np.median(support)))
     volumes, footprints, points, lines, distances = {}, {}, {}, {}, {}
     res_sd = float(residual_mm)
     for side, idx in (("left", L_NIPPLE), ("right", R_NIPPLE)):

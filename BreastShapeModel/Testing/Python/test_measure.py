@@ -82,6 +82,17 @@ def test_radius_map_volume_and_chest_wall_on_the_cylinder_torso(body):
     assert len(m.footprints["left"]) > 20
 
 
+def test_a_surface_with_a_hole_and_a_support_map(body):
+    """Rays that miss the surface (a hole below the breasts) have no skin point: the support lookup skips them."""
+    from BreastShapeModelLib.measure.measurements import measure_surface
+    mesh, lms = body
+    c = mesh.triangles_center
+    holed = mesh.copy()
+    holed.update_faces(~((c[:, 1] > -330) & (c[:, 1] < -280) & (c[:, 2] > 0)))
+    m = measure_surface(holed, lms, support=np.zeros(len(holed.vertices)))
+    assert m.breast_volume_ml["left"]["observed_fraction"] == 1.0 and m.breast_volume_ml["left"]["value"] > 100
+
+
 def test_geodesic_on_a_sphere_is_the_great_circle():
     from BreastShapeModelLib.measure.geodesic import SkinPaths
     sphere = trimesh.creation.icosphere(subdivisions=5, radius=100.0)
