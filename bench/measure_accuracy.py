@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import trimesh
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastShapeModel"))
@@ -132,7 +133,7 @@ def scans(sources, num) -> None:
         for source in sources:
             for i in range(num):
                 t = synth.generate(i, HELD_OUT_SEED, source=source)
-                pts = t.mesh.sample(20000) + rng.normal(0, 1.0, (20000, 3))
+                pts = trimesh.sample.sample_surface(t.mesh, 20000, seed=i)[0] + rng.normal(0, 1.0, (20000, 3))
                 lms = t.landmarks + rng.normal(0, 3.0 / np.sqrt(3), (6, 3))
                 d = Path(tmp) / f"{source}{i}"
                 d.mkdir()
