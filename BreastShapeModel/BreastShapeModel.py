@@ -34,7 +34,10 @@ class BreastShapeModel(ScriptedLoadableModule):
         parent.helpText = (
             "Sample the liRBSM neural parametric breast shape model (bundled model, or an official liRBSM "
             "checkpoint with its config and average anchors) and load shapes with their six anatomical anchors "
-            "(sternal notch, belly button, left/right nipple, left/right coracoid). Heavy work runs in a "
+            "(sternal notch, belly button, left/right nipple, left/right coracoid); fit it to a scan (with six "
+            "landmarks, or without: the torso is then found by its shape); measure a surface (footprints as "
+            "editable curves, chest wall, volume per side, tape distances, a table with 90 % intervals; "
+            "experimental) and compare two visits (signed distance map, volume changes). Heavy work runs in a "
             "background process: Slicer stays responsive and the job can be cancelled.")
         parent.acknowledgementText = (
             "Method: Weiherer et al., 'Learning Neural Parametric 3D Breast Shape Models for Metrical Surface "
