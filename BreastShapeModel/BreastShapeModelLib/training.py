@@ -237,7 +237,12 @@ class Trainer:
         surf, nrm, near, far = (t.to(dev) for t in self._batch(shape_ids))
         points = torch.cat([surf, near, far], dim=1).requires_grad_(True)
         z = self.codes(shape_ids.to(dev))
-        sdf, anchors = self.net.forward_sparse(points, z, s.sparse_threshold)
+        # Member skipping pays on a CPU; a GPU is launch-bound on this small network, so one batched forward wins
+        # there (as in fit_code).
+        if dev.type == "cpu":
+            sdf, anchors = self.net.forward_sparse(points, z, s.sparse_threshold)
+        else:
+            sdf, anchors = self.net(points, z)
         grad = torch.autograd.grad(sdf.sum(), points, create_graph=True)[0]
         n_s = surf.shape[1]
         out = {
