@@ -10,6 +10,7 @@ with 1 mm noise, six landmarks moved 3 mm, the true nipple distance given. Print
   the fitted anchors (what it did before).
 
     python bench/cross_source.py [--ckpt a.pth b.pth] [--num 5] [--resolution 128] [--sources generator anny official]
+                                 [--latent_weight 0.01] [--anchor_weight 1.0]
 """
 import argparse
 import sys
@@ -95,8 +96,11 @@ def main():
     ap.add_argument("--num", type=int, default=5)
     ap.add_argument("--resolution", type=int, default=128)
     ap.add_argument("--sources", nargs="*", default=["generator", "anny", "official"])
+    ap.add_argument("--latent_weight", type=float, default=0.01, help="fit's pull to the mean (0.01)")
+    ap.add_argument("--anchor_weight", type=float, default=1.0, help="fit's anchor term (1.0; negative: off)")
     args = ap.parse_args()
-    settings = FitSettings(latent_weight=0.01, anchor_weight=1.0)
+    settings = FitSettings(latent_weight=args.latent_weight, anchor_weight=args.anchor_weight)
+    print(f"fits at latent weight {settings.latent_weight}, anchor weight {settings.anchor_weight}")
     summary = []
     for ckpt in args.ckpt:
         model = ShapeModel.load(ckpt)

@@ -196,7 +196,7 @@ class Trainer:
 
     def load_state(self, path: Path) -> None:
         try:
-            st = torch.load(path, map_location=self.device, weights_only=True)
+            st = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise UserError(f"{path}: cannot resume from this file ({exc.__class__.__name__}: {exc})") from None
         if not isinstance(st, dict) or st.get("format") != RUN_FORMAT:

@@ -210,11 +210,14 @@ def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.nd
 
 
 def _axis_z(body: trimesh.Trimesh, lmb: np.ndarray, n2n: float) -> float:
-    """Depth of the radius map's axis: the torso's middle at the nipples for a closed surface, else a depth
-    behind the sternum proportional to the nipple distance (front-only scans)."""
+    """Depth of the radius map's axis: the torso's middle at the nipples for a surface with a back, else a depth
+    behind the sternum proportional to the nipple distance (front-only scans). A back is there when a good share
+    of the band's skin faces backwards; a small hole (an arm stub cut by the meshing grid) does not count."""
     band = np.abs(body.vertices[:, 1] - lmb[[L_NIPPLE, R_NIPPLE], 1].mean()) < 0.1 * n2n
     guess = -0.45 * n2n
-    if body.is_watertight and band.sum() > 50:
+    nz = body.vertex_normals[band, 2]                     # both signs: whatever the frame's handedness
+    has_back = band.sum() > 50 and min(float((nz < -0.5).mean()), float((nz > 0.5).mean())) > 0.1
+    if has_back:
         z = body.vertices[band, 2]
         return float(min((z.min() + z.max()) / 2, -0.2 * n2n))
     return guess

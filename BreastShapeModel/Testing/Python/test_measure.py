@@ -93,6 +93,39 @@ def test_a_surface_with_a_hole_and_a_support_map(body):
     assert m.breast_volume_ml["left"]["observed_fraction"] == 1.0 and m.breast_volume_ml["left"]["value"] > 100
 
 
+def test_a_small_hole_in_the_side_keeps_the_axis_and_the_footprints(body):
+    """A reconstruction whose arm stub touched the meshing grid has a small hole and is not watertight; it still
+    has a back, so the radius map keeps its axis and the footprints do not leak down the belly (they did: volumes
+    +50 %, a fold 220 mm below the nipple)."""
+    from BreastShapeModelLib.measure.measurements import measure_surface
+    mesh, lms = body
+    c = mesh.triangles_center
+    holed = mesh.copy()
+    holed.update_faces(~((c[:, 0] < -110) & (np.abs(c[:, 1] + 100) < 8) & (np.abs(c[:, 2]) < 15)))
+    assert not holed.is_watertight and len(holed.faces) < len(mesh.faces)
+    from BreastShapeModelLib.measure.frame import body_frame
+    from BreastShapeModelLib.measure.measurements import _axis_z
+    frame = body_frame(lms)
+    lmb = frame.to_body(lms)
+    n2n = float(np.linalg.norm(lmb[2] - lmb[3]))
+    axes = []
+    for m in (mesh, holed):
+        b = m.copy()
+        b.vertices = frame.to_body(m.vertices)
+        axes.append(_axis_z(b, lmb, n2n))
+    assert axes[1] == pytest.approx(axes[0], abs=1.0)           # the torso's middle, not the front-only guess
+    front_only = holed.copy()
+    front_only.update_faces(holed.triangles_center[:, 2] > 0)
+    b = front_only.copy()
+    b.vertices = frame.to_body(front_only.vertices)
+    assert _axis_z(b, lmb, n2n) == pytest.approx(-0.45 * n2n)
+    closed, opened = measure_surface(mesh, lms), measure_surface(holed, lms)
+    for side in ("left", "right"):
+        assert opened.breast_volume_ml[side]["value"] == pytest.approx(closed.breast_volume_ml[side]["value"], rel=0.02)
+        fold = opened.distances_mm[f"{side}_nipple_to_fold"]["straight"]
+        assert fold == pytest.approx(closed.distances_mm[f"{side}_nipple_to_fold"]["straight"], abs=2.0)
+
+
 def test_geodesic_on_a_sphere_is_the_great_circle():
     from BreastShapeModelLib.measure.geodesic import SkinPaths
     sphere = trimesh.creation.icosphere(subdivisions=5, radius=100.0)
