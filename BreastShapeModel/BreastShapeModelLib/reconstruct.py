@@ -147,7 +147,8 @@ def reconstruct(model: ShapeModel, points: np.ndarray, landmarks: np.ndarray | N
                                                        res["p95"] * mm_factor)
     support, observed = observed_distance(with_pts, mesh.vertices)
     lms_out = None if model_lms is None else out.apply(model_lms)
-    checked = self_check(mesh, with_pts, lms_out, mm_factor, None if model_lms is None else model_lms[:, 0])
+    checked = self_check(mesh, with_pts, lms_out, mm_factor, None if model_lms is None else model_lms[:, 0],
+                         code_sd=model.code_sd(fit.code), residual_p95_mm=res["p95_mm"])
     res["points_used"] = int(kept.sum())
     return Reconstruction(mesh, anchors_out, fit.code, to_model, frame, scale, source, fit.loss, fit.seconds, res,
                           support, check, warnings, checked, observed)

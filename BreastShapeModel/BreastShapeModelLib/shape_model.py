@@ -179,6 +179,13 @@ class ShapeModel:
             return narrow_band_volume(fn, resolution, chunk_size, self.device, progress)
         raise UserError(f"unknown meshing method '{method}' (expected narrow_band or dense)")
 
+    def code_sd(self, code) -> float:
+        """How far a code lies from the training codes: the RMS of its per-dimension z-scores (about 1 for a
+        training shape; see self_check for what fits give)."""
+        c = torch.as_tensor(np.asarray(code, np.float32) if not torch.is_tensor(code) else code).float().reshape(-1)
+        z = (c.to(self.latent_mean.device) - self.latent_mean.reshape(-1)) / self.latent_std.reshape(-1)
+        return float(z.pow(2).mean().sqrt())
+
     def mesh(self, code, resolution: int = 256, chunk_size: int = DEFAULT_CHUNK_SIZE, units: str = "model",
              method: str = "narrow_band", progress=None, fast: bool = True) -> trimesh.Trimesh:
         """Marching-cubes surface of one code, in model units or millimetres (`units='mm'`)."""

@@ -1,0 +1,149 @@
+"""Landmarks without clicks, for a video (the 3D route): find the torso in the SfM cloud, fit the model without
+landmarks, and project its fitted anchors into the landmark frame.
+
+The camera arc says where the subject stands: at the point nearest every optical axis, upright along the cameras'
+mean up vector, facing the middle of the arc. The cloud is cut to a box round that point (background and floor
+go), and the model's mean surface, its front only (a video sees the front), is matched onto the cut cloud by
+trimmed similarity ICP from a few starts around that pose (`auto_align`'s ICP). The model is then fitted without
+landmarks from the best match, with the fit-driven pruning of the video fit, and its six fitted anchors are the
+proposed landmarks: in 3D in the SfM frame, and as pixels on the frame, where the user may drag them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import trimesh
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from BreastShapeModelLib.alignment import Similarity
+from BreastShapeModelLib.auto_align import MAX_COST, _angle, _icp
+from BreastShapeModelLib.errors import UserError
+from BreastShapeModelLib.landmarks import LANDMARK_NAMES
+
+from .cameras import Camera, Scene
+from .sfm import orbit_centre
+
+BOX = (0.6, 0.6, 0.5)             # the subject's box: half sizes (left-right, up-down, depth) x the camera distance
+FRONT_NZ = 0.2                     # mean-surface points whose normal faces forward more than this: what a video sees
+YAWS_DEG = (-30.0, 0.0, 30.0)      # ICP starts round the camera arc's pose ...
+SCALES = (0.8, 1.0, 1.25)          # ... and round the scale of the cut cloud's spread
+SCAN_SAMPLE, MODEL_SAMPLE = 4000, 1500
+DRIFT_DEG = 35.0                   # the match turned this far from the camera arc's pose: unsure
+SUPPORT_MM = 10.0                  # a proposed landmark this far from any cloud point: low confidence
+PROPOSE_ITERATIONS = 500           # the proposal's fit (anchors only: a coarse mesh is enough)
+PROPOSE_RESOLUTION = 64
+CONFIDENT = 0.5                    # below this a landmark is flagged for the user to check
+
+
+@dataclass
+class Proposal:
+    image: str                        # the frame the pixels are on
+    pixels: np.ndarray                # [6, 2]
+    points_sfm: np.ndarray            # [6, 3] the fitted anchors in the SfM frame
+    confidence: np.ndarray            # [6] in [0, 1]
+    to_model: Similarity              # SfM frame -> model space (the torso match)
+    cost_mm: float                    # trimmed distance of the mean torso's front to the cloud
+    drift_deg: float                  # how far the match turned from the camera arc's pose
+    unsure: list = field(default_factory=list)    # reasons to let the user confirm
+
+    def report(self) -> dict:
+        return {"method": "3D: camera-arc pose, mean-surface ICP, fit without landmarks, anchors projected",
+                "image": self.image, "points": self.pixels.round(2).tolist(),
+                "confidence": self.confidence.round(3).tolist(), "names": list(LANDMARK_NAMES),
+                "cost_mm": round(self.cost_mm, 2), "drift_deg": round(self.drift_deg, 1),
+                "unsure": self.unsure, "confident": not self.unsure}
+
+
+def arc_pose(cams: list[Camera]) -> tuple[np.ndarray, np.ndarray, float]:
+    """(centre, rotation world -> body with rows left, up, forward, median camera distance) from the camera arc."""
+    centre = orbit_centre(cams)
+    up = -np.mean([c.R[1] for c in cams], axis=0)               # image y points down
+    up /= np.linalg.norm(up)
+    forward = np.mean([c.center for c in cams], axis=0) - centre
+    forward -= (forward @ up) * up
+    if np.linalg.norm(forward) < 1e-9:
+        raise UserError("the cameras do not circle the subject (no arc to face): record the video moving round the "
+                        "torso, or place the landmarks")
+    forward /= np.linalg.norm(forward)
+    left = np.cross(up, forward)                                  # the model frame: x = y cross z
+    distance = float(np.median([np.linalg.norm(c.center - centre) for c in cams]))
+    return centre, np.stack([left, up, forward]), distance
+
+
+def subject_points(points: np.ndarray, centre: np.ndarray, rot: np.ndarray, distance: float) -> np.ndarray:
+    """Mask of the cloud inside the subject's box round the orbit centre."""
+    body = (np.asarray(points, float) - centre) @ rot.T
+    return np.all(np.abs(body) < np.asarray(BOX) * distance, axis=1)
+
+
+def front_of_mean(model, count: int = 8000) -> np.ndarray:
+    mesh = model.mesh(model.mean_code, 96)
+    pts, face = trimesh.sample.sample_surface(mesh, count, seed=0)
+    return pts[mesh.face_normals[face][:, 2] > FRONT_NZ]
+
+
+def match_torso(points: np.ndarray, front: np.ndarray, rot: np.ndarray, seed: int = 0):
+    """Trimmed similarity ICP of the mean torso's front onto the cut cloud from the starts round the arc's pose:
+    (SfM -> model similarity, cost in model units, drift from the arc's pose in degrees)."""
+    rng = np.random.default_rng(seed)
+    scan = points[rng.choice(len(points), min(SCAN_SAMPLE, len(points)), replace=False)]
+    model_pts = front[rng.choice(len(front), min(MODEL_SAMPLE, len(front)), replace=False)]
+    cm = model_pts.mean(0)
+    spread = np.sqrt(((model_pts - cm) ** 2).sum(1).mean()) / np.sqrt(((scan - scan.mean(0)) ** 2).sum(1).mean())
+    best = None
+    for yaw in YAWS_DEG:
+        r = Rotation.from_euler("y", yaw, degrees=True).as_matrix() @ rot
+        for f in SCALES:
+            s = spread * f
+            t, cost = _icp(scan, model_pts, Similarity(s, r, cm - s * r @ scan.mean(0)))
+            if best is None or cost < best[1]:
+                best = (t, cost)
+    return best[0], best[1], _angle(best[0].rotation, rot)
+
+
+def propose(scene: Scene, model, ref: int, settings, refine=None, progress=None) -> Proposal:
+    """The six landmarks of the torso in `scene`, on camera `ref`. `settings`: the fit's FitSettings (its
+    iterations are capped at PROPOSE_ITERATIONS); `refine`: the fit-driven pruning (RefineSettings) or None."""
+    from BreastShapeModelLib.fitting import FitSettings
+    from BreastShapeModelLib.reconstruct import reconstruct
+    from .align import mean_surface_distance
+    from .options import FIT_PRUNING_THRESHOLD
+    if len(scene.cameras) < 3:
+        raise UserError(f"need at least 3 registered frames to find the torso, got {len(scene.cameras)}")
+    centre, rot, distance = arc_pose(scene.cameras)
+    inside = subject_points(scene.points, centre, rot, distance)
+    if inside.sum() < 200:
+        raise UserError(f"no torso found: only {int(inside.sum())} SfM points near the centre of the camera arc "
+                        f"(need 200); film the torso from 0.5-1.5 m, moving round it, or place the landmarks")
+    pts = scene.points[inside]
+    to_model, cost, drift = match_torso(pts, front_of_mean(model), rot)
+    cost_mm = cost * model.mm_per_unit
+    if cost > MAX_COST:
+        raise UserError(f"no torso found: the model's mean torso matches the video's cloud no closer than "
+                        f"{cost_mm:.0f} mm (a torso gives 5-8 mm); place the landmarks if it is a torso")
+    if progress is not None:
+        progress.log(f"torso found in the cloud: {cost_mm:.1f} mm from the mean torso's front, {drift:.0f} deg from "
+                     f"the camera arc's pose")
+    near = mean_surface_distance(model, to_model.apply(pts)) <= FIT_PRUNING_THRESHOLD
+    if near.sum() < 100:
+        raise UserError("no torso found: fewer than 100 SfM points lie on the matched torso")
+    fit_settings = FitSettings(**{**vars(settings), "iterations": min(settings.iterations, PROPOSE_ITERATIONS),
+                                  "anchor_weight": 0.0})
+    rec = reconstruct(model, pts[near], None, fit_settings, PROPOSE_RESOLUTION, refine=refine, to_model=to_model)
+    anchors = np.asarray(rec.anchors, float)                     # the points' frame: SfM
+    cam = scene.cameras[ref]
+    pixels, depth = cam.project(anchors)
+    gap = cKDTree(pts).query(anchors)[0] * to_model.scale * model.mm_per_unit      # SfM units -> mm
+    conf = np.exp(-(gap / SUPPORT_MM) ** 2) * np.clip(1.5 - cost / MAX_COST, 0.0, 1.0)
+    inside_img = (depth > 0) & (pixels[:, 0] >= 0) & (pixels[:, 0] <= cam.width - 1) & \
+        (pixels[:, 1] >= 0) & (pixels[:, 1] <= cam.height - 1)
+    conf = np.where(inside_img, conf, 0.0)
+    unsure = []
+    if drift > DRIFT_DEG:
+        unsure.append(f"the torso's match turned {drift:.0f} deg from the camera arc's pose")
+    for i in np.flatnonzero(conf < CONFIDENT):
+        why = "outside the frame" if not inside_img[i] else f"{gap[i]:.0f} mm from the nearest SfM point"
+        unsure.append(f"{LANDMARK_NAMES[i]}: confidence {conf[i]:.2f} ({why})")
+    pixels = np.clip(pixels, 0, [cam.width - 1, cam.height - 1])
+    return Proposal(cam.name, pixels, anchors, conf, to_model, cost_mm, drift, unsure)
