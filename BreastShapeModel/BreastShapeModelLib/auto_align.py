@@ -65,7 +65,7 @@ def _frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return c, axes, float(np.sqrt(((points - c) ** 2).sum(1).mean()))
 
 
-def _icp(scan: np.ndarray, model_pts: np.ndarray, start: Similarity) -> tuple[Similarity, float]:
+def similarity_icp(scan: np.ndarray, model_pts: np.ndarray, start: Similarity) -> tuple[Similarity, float]:
     """Trimmed similarity ICP moving the scan onto the model's points; (scan -> model, trimmed mean distance)."""
     t = start
     cost = np.inf
@@ -100,17 +100,17 @@ def auto_align(points: np.ndarray, mean_points: np.ndarray, seed: int = 0) -> Au
         rot = em @ perm @ es.T
         s = rm / rs
         start = Similarity(s, rot, cm - s * rot @ cs)
-        t, cost = _icp(scan, model_pts, start)
+        t, cost = similarity_icp(scan, model_pts, start)
         results.append((cost, k, t))
     results.sort(key=lambda r: r[0])
     distinct = []                          # starts converge: keep the best of each orientation (30 degrees apart)
     for c, _, t in results:
-        if all(_angle(t.rotation, u.rotation) > 30 for _, u in distinct):
+        if all(rotation_angle(t.rotation, u.rotation) > 30 for _, u in distinct):
             distinct.append((c, t))
     best_cost, best = distinct[0]
     return AutoAlignment(best, best_cost, distinct[1][0] if len(distinct) > 1 else np.inf,
                          [round(c, 5) for c, _, _ in results], distinct)
 
 
-def _angle(a: np.ndarray, b: np.ndarray) -> float:
+def rotation_angle(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(a @ b.T) - 1) / 2, -1, 1))))

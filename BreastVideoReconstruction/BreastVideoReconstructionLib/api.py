@@ -45,7 +45,8 @@ def run_video(video: str | Path, output_dir: str | Path | None = None,
     `until` ("frames" or "sfm"): stop after that step (no landmarks needed yet): what the Slicer module runs
     before the user places the landmarks on a frame.
     `landmarks`: a landmark file on a frame of the video, or a function given the workspace after SfM that returns
-    one (e.g. an interactive picker; None: cancelled). `model`: a loaded ShapeModel, ModelOptions or None (the
+    one (e.g. an interactive picker; None: cancelled); no landmarks: the torso is found in the cloud and the fit
+    runs without them (propose.py), writing the landmarks it found (landmarks_proposed.json/.png). `model`: a loaded ShapeModel, ModelOptions or None (the
     options' model, by default the bundled one)."""
     from .landmarks2d import read_landmarks_2d
     opts = options or VideoOptions()
@@ -57,8 +58,6 @@ def run_video(video: str | Path, output_dir: str | Path | None = None,
         raise UserError(f"video not found: {video}")
     if until not in (None, *UNTIL_STEPS):
         raise UserError(f"until: expected one of {', '.join(UNTIL_STEPS)}, got {until!r}")
-    if landmarks is None and until is None:
-        raise UserError("give landmarks: a file with six x,y rows on a frame (or pick them)")
     ws = W(output_dir if output_dir is not None else default_output_dir(video))
     lm_file = None if callable(landmarks) or landmarks is None else Path(landmarks)
     check_output_not_input(ws.root, video, lm_file)
@@ -93,11 +92,14 @@ def run_video(video: str | Path, output_dir: str | Path | None = None,
                              files=[ws.images, ws / W.FRAMES] + ([ws / W.CAMERAS] if until == "sfm" else []))
         if opts.sfm.dense:
             step("dense", steps.dense, ws, progress, force)
-        if lm_file is None:
+        if lm_file is None and landmarks is not None:
             lm_file = landmarks(ws)
             if lm_file is None:
                 raise UserError("landmark picking was cancelled")
-        step("align", steps.align, ws, lm_file, opts.align, net, progress, opts.sfm.dense, force)
+        if lm_file is None:
+            step("align", steps.find_torso, ws, opts.align, net, progress, opts.sfm.dense, force)
+        else:
+            step("align", steps.align, ws, lm_file, opts.align, net, progress, opts.sfm.dense, force)
         fit = step("fit", steps.fit, ws, opts.fit, net, progress, force)
         if opts.colour.colorize or opts.colour.remove_invisible:
             step("colorize", steps.colorize, ws, opts.colour, progress, force)
@@ -122,6 +124,8 @@ def run_video(video: str | Path, output_dir: str | Path | None = None,
             "clinical": {k: v for k, v in reports.get("measure", {}).items() if k != "skipped"},
             "steps": reports, "self_check": fit.get("self_check"), "warnings": fit.get("warnings", []),
             "landmark_weights": align.get("landmark_weights"), "down_weighted": align.get("down_weighted"),
+            "landmarks": "found automatically" if align.get("auto") else str(lm_file),
+            "torso_match": align.get("torso_match"), "proposed_landmarks": fit.get("proposed_landmarks"),
             "outputs": {"mesh": str(ws.reconstruction), "overview": str(ws / W.OVERVIEW),
                         "colored": str(ws / W.COLORED) if reports.get("colorize") else None},
         }

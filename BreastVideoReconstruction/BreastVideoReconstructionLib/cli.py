@@ -104,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("txt", "csv", "json"), default="txt", help="landmark file format (txt)")
     p.set_defaults(func=cmd_pick)
 
+    p = sub.add_parser("propose-landmarks", help="no clicks: find the torso in the cloud and fit without landmarks "
+                                                 "-> landmarks_proposed.json/.png (and the fit's files)")
+    p.add_argument("out_dir", type=Path)
+    _align_options(p)
+    _fit_options(p)
+    _model_options(p)
+    _progress_option(p)
+    p.set_defaults(func=cmd_propose)
+
     p = sub.add_parser("align", help="back-project landmarks, align to the model, prune -> aligned_pt_pruned.ply")
     p.add_argument("out_dir", type=Path)
     p.add_argument("landmarks", type=Path, help="<frame-id>_landmarks.txt, .csv, .mrk.json or .json")
@@ -129,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", type=Path)
     p.add_argument("--output_dir", type=Path, default=None, help="default: <video name>_breast next to the video")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--landmarks", type=Path, default=None, help="landmark file (see align)")
+    src.add_argument("--landmarks", type=Path, default=None,
+                     help="landmark file (see align); without one the torso is found in the cloud and the fit runs "
+                          "without landmarks, writing those it found (landmarks_proposed.json/.png)")
     src.add_argument("--pick", action="store_true", help="pick the landmarks in a window on the frontal frame")
     p.add_argument("--force", action="store_true", help="redo every step")
     p.add_argument("--until", choices=UNTIL_STEPS, default=None,
@@ -216,6 +227,21 @@ def cmd_pick(args, progress):
     return 0
 
 
+def cmd_propose(args, progress):
+    import json
+    from BreastShapeModelLib.api import LazyModel
+    ws = W(args.out_dir)
+    model = LazyModel(from_args(ModelOptions, args))
+    with ws.lock():
+        steps.find_torso(ws, from_args(AlignOptions, args), model, progress, force=True)
+        steps.fit(ws, from_args(VideoFitOptions, args), model, progress, force=True)
+    prop = json.loads((ws / W.PROPOSED).read_text(encoding="utf-8"))
+    progress.summary(f"landmarks found on {prop['image']}: {ws / W.PROPOSED} (overlay {ws / W.PROPOSED_OVERLAY}); "
+                     + ("all confident" if prop["confident"] else f"check: {'; '.join(prop['unsure'])}"))
+    progress.result(files=[str(ws / W.PROPOSED), str(ws / W.PROPOSED_OVERLAY), str(ws.reconstruction)])
+    return 0
+
+
 def cmd_align(args, progress):
     from BreastShapeModelLib.api import LazyModel
     with W(args.out_dir).lock():
@@ -245,8 +271,6 @@ def cmd_colorize(args, progress):
 
 def cmd_run(args, progress):
     from .api import run_video
-    if not args.pick and args.landmarks is None and args.until is None:
-        raise UserError("give --landmarks FILE (six x,y rows on a frame) or --pick to click them")
     landmarks = picker(args.landmark_frame) if args.pick else args.landmarks
     opts = video_options(args)
     result = run_video(args.video, args.output_dir, landmarks, opts, progress=progress, force=args.force,

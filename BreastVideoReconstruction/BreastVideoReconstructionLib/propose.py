@@ -9,7 +9,7 @@ landmarks from the best match, with the fit-driven pruning of the video fit, and
 proposed landmarks: in 3D in the SfM frame, and as pixels on the frame, where the user may drag them."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import trimesh
@@ -17,7 +17,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from BreastShapeModelLib.alignment import Similarity
-from BreastShapeModelLib.auto_align import MAX_COST, _angle, _icp
+from BreastShapeModelLib.auto_align import MAX_COST, rotation_angle, similarity_icp
 from BreastShapeModelLib.errors import UserError
 from BreastShapeModelLib.landmarks import LANDMARK_NAMES
 
@@ -31,28 +31,20 @@ SCALES = (0.8, 1.0, 1.25)          # ... and round the scale of the cut cloud's 
 SCAN_SAMPLE, MODEL_SAMPLE = 4000, 1500
 DRIFT_DEG = 35.0                   # the match turned this far from the camera arc's pose: unsure
 SUPPORT_MM = 10.0                  # a proposed landmark this far from any cloud point: low confidence
-PROPOSE_ITERATIONS = 500           # the proposal's fit (anchors only: a coarse mesh is enough)
-PROPOSE_RESOLUTION = 64
 CONFIDENT = 0.5                    # below this a landmark is flagged for the user to check
 
 
 @dataclass
-class Proposal:
-    image: str                        # the frame the pixels are on
-    pixels: np.ndarray                # [6, 2]
-    points_sfm: np.ndarray            # [6, 3] the fitted anchors in the SfM frame
-    confidence: np.ndarray            # [6] in [0, 1]
-    to_model: Similarity              # SfM frame -> model space (the torso match)
+class TorsoMatch:
+    to_model: Similarity              # SfM frame -> model space
     cost_mm: float                    # trimmed distance of the mean torso's front to the cloud
     drift_deg: float                  # how far the match turned from the camera arc's pose
-    unsure: list = field(default_factory=list)    # reasons to let the user confirm
+    inside: np.ndarray                # mask of the cloud's points in the subject's box
 
     def report(self) -> dict:
-        return {"method": "3D: camera-arc pose, mean-surface ICP, fit without landmarks, anchors projected",
-                "image": self.image, "points": self.pixels.round(2).tolist(),
-                "confidence": self.confidence.round(3).tolist(), "names": list(LANDMARK_NAMES),
+        return {"method": "camera-arc pose, mean-surface ICP (front), fit without landmarks",
                 "cost_mm": round(self.cost_mm, 2), "drift_deg": round(self.drift_deg, 1),
-                "unsure": self.unsure, "confident": not self.unsure}
+                "box_points": int(self.inside.sum())}
 
 
 def arc_pose(cams: list[Camera]) -> tuple[np.ndarray, np.ndarray, float]:
@@ -96,54 +88,49 @@ def match_torso(points: np.ndarray, front: np.ndarray, rot: np.ndarray, seed: in
         r = Rotation.from_euler("y", yaw, degrees=True).as_matrix() @ rot
         for f in SCALES:
             s = spread * f
-            t, cost = _icp(scan, model_pts, Similarity(s, r, cm - s * r @ scan.mean(0)))
+            t, cost = similarity_icp(scan, model_pts, Similarity(s, r, cm - s * r @ scan.mean(0)))
             if best is None or cost < best[1]:
                 best = (t, cost)
-    return best[0], best[1], _angle(best[0].rotation, rot)
+    return best[0], best[1], rotation_angle(best[0].rotation, rot)
 
 
-def propose(scene: Scene, model, ref: int, settings, refine=None, progress=None) -> Proposal:
-    """The six landmarks of the torso in `scene`, on camera `ref`. `settings`: the fit's FitSettings (its
-    iterations are capped at PROPOSE_ITERATIONS); `refine`: the fit-driven pruning (RefineSettings) or None."""
-    from BreastShapeModelLib.fitting import FitSettings
-    from BreastShapeModelLib.reconstruct import reconstruct
-    from .align import mean_surface_distance
-    from .options import FIT_PRUNING_THRESHOLD
+def find_torso_in_scene(scene: Scene, model, progress=None) -> TorsoMatch:
+    """Where the torso is in the SfM cloud (pose, scale, position), or 'no torso found'."""
     if len(scene.cameras) < 3:
         raise UserError(f"need at least 3 registered frames to find the torso, got {len(scene.cameras)}")
     centre, rot, distance = arc_pose(scene.cameras)
     inside = subject_points(scene.points, centre, rot, distance)
     if inside.sum() < 200:
         raise UserError(f"no torso found: only {int(inside.sum())} SfM points near the centre of the camera arc "
-                        f"(need 200); film the torso from 0.5-1.5 m, moving round it, or place the landmarks")
-    pts = scene.points[inside]
-    to_model, cost, drift = match_torso(pts, front_of_mean(model), rot)
+                        f"(need 200); film the torso from 0.5-1.5 m, moving round it, or give a landmark file")
+    to_model, cost, drift = match_torso(scene.points[inside], front_of_mean(model), rot)
     cost_mm = cost * model.mm_per_unit
     if cost > MAX_COST:
         raise UserError(f"no torso found: the model's mean torso matches the video's cloud no closer than "
-                        f"{cost_mm:.0f} mm (a torso gives 5-8 mm); place the landmarks if it is a torso")
+                        f"{cost_mm:.0f} mm (torsos give 5-8 mm); give a landmark file if it is a torso")
     if progress is not None:
-        progress.log(f"torso found in the cloud: {cost_mm:.1f} mm from the mean torso's front, {drift:.0f} deg from "
-                     f"the camera arc's pose")
-    near = mean_surface_distance(model, to_model.apply(pts)) <= FIT_PRUNING_THRESHOLD
-    if near.sum() < 100:
-        raise UserError("no torso found: fewer than 100 SfM points lie on the matched torso")
-    fit_settings = FitSettings(**{**vars(settings), "iterations": min(settings.iterations, PROPOSE_ITERATIONS),
-                                  "anchor_weight": 0.0})
-    rec = reconstruct(model, pts[near], None, fit_settings, PROPOSE_RESOLUTION, refine=refine, to_model=to_model)
-    anchors = np.asarray(rec.anchors, float)                     # the points' frame: SfM
-    cam = scene.cameras[ref]
-    pixels, depth = cam.project(anchors)
-    gap = cKDTree(pts).query(anchors)[0] * to_model.scale * model.mm_per_unit      # SfM units -> mm
-    conf = np.exp(-(gap / SUPPORT_MM) ** 2) * np.clip(1.5 - cost / MAX_COST, 0.0, 1.0)
-    inside_img = (depth > 0) & (pixels[:, 0] >= 0) & (pixels[:, 0] <= cam.width - 1) & \
-        (pixels[:, 1] >= 0) & (pixels[:, 1] <= cam.height - 1)
-    conf = np.where(inside_img, conf, 0.0)
+        progress.log(f"no landmarks: torso found in the cloud ({cost_mm:.1f} mm from the mean torso's front, "
+                     f"{drift:.0f} deg from the camera arc's pose)")
+    return TorsoMatch(to_model, cost_mm, drift, inside)
+
+
+def proposal(cam: Camera, anchors_sfm: np.ndarray, points_sfm: np.ndarray, mm_per_sfm_unit: float,
+             match: TorsoMatch | None = None) -> dict:
+    """The fitted anchors as landmarks on the frame of `cam`: pixels, a confidence per landmark (how close the
+    nearest SfM point lies: an anchor out in the model's fill-in is a guess; zero outside the frame) and the
+    reasons to let the user confirm, in the landmark-file layout (`read_landmarks_2d` reads it)."""
+    pixels, depth = cam.project(anchors_sfm)
+    gap = cKDTree(points_sfm).query(anchors_sfm)[0] * mm_per_sfm_unit
+    seen = (depth > 0) & (pixels[:, 0] >= 0) & (pixels[:, 0] <= cam.width - 1) & (pixels[:, 1] >= 0) & \
+        (pixels[:, 1] <= cam.height - 1)
+    conf = np.where(seen, np.exp(-(gap / SUPPORT_MM) ** 2), 0.0)
     unsure = []
-    if drift > DRIFT_DEG:
-        unsure.append(f"the torso's match turned {drift:.0f} deg from the camera arc's pose")
+    if match is not None and match.drift_deg > DRIFT_DEG:
+        unsure.append(f"the torso's match turned {match.drift_deg:.0f} deg from the camera arc's pose")
     for i in np.flatnonzero(conf < CONFIDENT):
-        why = "outside the frame" if not inside_img[i] else f"{gap[i]:.0f} mm from the nearest SfM point"
+        why = "outside the frame" if not seen[i] else f"{gap[i]:.0f} mm from the nearest SfM point"
         unsure.append(f"{LANDMARK_NAMES[i]}: confidence {conf[i]:.2f} ({why})")
     pixels = np.clip(pixels, 0, [cam.width - 1, cam.height - 1])
-    return Proposal(cam.name, pixels, anchors, conf, to_model, cost_mm, drift, unsure)
+    return {"image": cam.name, "points": pixels.round(2).tolist(), "names": list(LANDMARK_NAMES),
+            "confidence": conf.round(3).tolist(), "found_by": "the landmark-free fit's anchors, projected",
+            "unsure": unsure, "confident": not unsure}

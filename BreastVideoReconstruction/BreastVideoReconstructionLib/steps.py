@@ -164,6 +164,66 @@ def align(ws: W, landmarks: Path, opts: AlignOptions, model, progress: Progress,
     return rep
 
 
+def find_torso(ws: W, opts: AlignOptions, model, progress: Progress, use_dense: bool = True,
+               force: bool = False) -> dict:
+    """No landmark file: the torso found in the cloud from the camera arc and the mean torso (propose.py), the
+    cloud moved into the model's frame and pruned -> the files of `align`, with `"auto": true` in its report (the
+    fit then runs without landmarks and writes the landmarks it found)."""
+    from .align import mean_surface_distance
+    from .propose import find_torso_in_scene
+    with_dense = use_dense and ws.has_step("dense")
+    up = [ws.step_key("sfm")] + ([ws.step_key("dense")] if with_dense else [])
+    threshold = opts.threshold()
+    key = stamp_of("align", {"up": up, "auto": True, "thr": threshold, "model": model.key,
+                             "frame": opts.landmark_frame})
+    if (done := _reuse(ws, "align", key, force)) is not None:
+        return done
+    net = model.get()
+    scene = P.load_scene(ws.root, dense=with_dense)
+    ref = P.frame_index(ws.root, scene, None, opts.landmark_frame)
+    with progress.stage("find the torso", total=2, unit="step") as update:
+        match = find_torso_in_scene(scene, net, progress)
+        update(1, "torso found")
+        S = match.to_model
+        pts = S.apply(scene.points)
+        keep = match.inside & (mean_surface_distance(net, pts) <= threshold)
+        if keep.sum() < 100:
+            raise UserError(f"no torso found: only {int(keep.sum())} SfM points lie on the matched torso")
+        expected = net.average_anchors                      # where the mean torso has its landmarks (model frame)
+        write_points_ply(ws / W.LANDMARKS_3D, S.inverse().apply(expected))
+        write_points_ply(ws / W.ALIGNED_LANDMARKS, expected)
+        write_points_ply(ws / W.ALIGNED_CLOUD, pts[keep], scene.colors[keep])
+        update(2)
+    rep = {"auto": True, "landmark_frame": scene.cameras[ref].name, "pruning_mode": opts.pruning,
+           "methods": ["found automatically"] * 6, "torso_match": match.report(),
+           "input_points": int(len(pts)), "kept_points": int(keep.sum()), "pruned_points": int((~keep).sum()),
+           "pruning_dist_threshold": threshold, "landmark_weights": [0.0] * 6, "down_weighted": [],
+           "sfm_to_model": S.matrix().tolist()}
+    atomic_write_text(ws / W.ALIGN_REPORT, json.dumps(rep, indent=1))
+    ws.mark_done("align", key, [W.ALIGNED_CLOUD, W.ALIGNED_LANDMARKS, W.LANDMARKS_3D, W.ALIGN_REPORT], rep)
+    return rep
+
+
+def _write_proposal(ws: W, align_rep: dict, anchors_sfm: np.ndarray, progress: Progress) -> dict:
+    """The landmarks a landmark-free fit found, on the landmark frame: landmarks_proposed.json and .png."""
+    import cv2
+    from .landmarks2d import overlay, save_rgb
+    from .propose import proposal
+    cams = read_cameras_json(ws / W.CAMERAS)
+    cam = next(c for c in cams if c.name == align_rep["landmark_frame"])
+    pts, _ = read_points_ply(ws / W.POINTS)
+    S = np.asarray(align_rep["sfm_to_model"])
+    mm_per_sfm = float(np.cbrt(abs(np.linalg.det(S[:3, :3])))) * float(align_rep.get("mm_per_model_unit", 1.0))
+    prop = proposal(cam, anchors_sfm, pts, mm_per_sfm)
+    atomic_write_text(ws / W.PROPOSED, json.dumps(prop, indent=1))
+    img = cv2.imread(str(ws.images / cam.name))
+    if img is not None:
+        save_rgb(ws / W.PROPOSED_OVERLAY, overlay(img[:, :, ::-1], np.asarray(prop["points"])))
+    for why in prop["unsure"]:
+        progress.warn(f"landmark found without clicks may be off: {why}")
+    return prop
+
+
 def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = False) -> dict:
     """Fit the model to the aligned cloud -> reconstruction.ply (+ anchors, code, support), fit_report.json.
 
@@ -188,6 +248,12 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
     lms, _ = read_points_ply(ws / W.ALIGNED_LANDMARKS)
     align_rep = json.loads((ws / W.ALIGN_REPORT).read_text(encoding="utf-8"))
     weights = np.asarray(align_rep.get("landmark_weights", [1.0] * 6), float)
+    auto = bool(align_rep.get("auto"))           # no landmarks: the cloud is in the model's frame already
+    if auto:
+        from BreastShapeModelLib.alignment import Similarity
+        lms, weights, extra = None, None, {"to_model": Similarity(1.0, np.eye(3), np.zeros(3))}
+    else:
+        extra = {}
     t0 = time.perf_counter()
     attempts = [("fit-driven pruning" if use_refine else "as aligned", pts, refine if use_refine else None)]
     if use_refine:
@@ -200,7 +266,7 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
         rec = reconstruct_with_progress(progress, "fit" if k == 0 else "refit", total, net, cloud, lms, settings,
                                         opts.voxel_resolution, metrical, opts.nipple_to_nipple_dist,
                                         chunk_size=opts.chunk_size, meshing=opts.meshing, landmark_weights=weights,
-                                        refine=ref)
+                                        refine=ref, **extra)
         tried.append((name, rec))
         if rec.self_check["passed"]:
             break
@@ -215,7 +281,7 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
     # output frame <- SfM frame: (metric scale or identity) * reconstruct's model map * the alignment
     out_from_model = np.diag([rec.scale_mm_per_unit] * 3 + [1.0]) if metrical else np.linalg.inv(rec.to_model.matrix())
     out_from_aligned = out_from_model @ rec.to_model.matrix()
-    landmarks_out = lms @ out_from_aligned[:3, :3].T + out_from_aligned[:3, 3]
+    landmarks_out = rec.anchors if auto else lms @ out_from_aligned[:3, :3].T + out_from_aligned[:3, 3]
     report = {**fit_report(rec, units, opts.voxel_resolution), "pruning": name,
               "attempts": [{"pruning": n, "passed": r.self_check["passed"], "problems": r.self_check["problems"]}
                            for n, r in tried],
@@ -226,6 +292,12 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
               # fitted anchors (where the model puts them: differs by its anchor error, a few mm)
               "measurements": landmark_distances(landmarks_out, units),
               "model_anchor_measurements": landmark_distances(rec.anchors, units)}
+    if auto:
+        out_from_sfm = np.asarray(report["output_from_sfm"])
+        anchors_sfm = (rec.anchors - out_from_sfm[:3, 3]) @ np.linalg.inv(out_from_sfm[:3, :3]).T
+        prop = _write_proposal(ws, {**align_rep, "mm_per_model_unit": rec.scale_mm_per_unit}, anchors_sfm, progress)
+        report["landmarks"] = "found automatically: the fitted anchors"
+        report["proposed_landmarks"] = {k: prop[k] for k in ("image", "confidence", "unsure", "confident")}
     write_reconstruction(ws, rec, units, report, landmarks=landmarks_out)
     for w in report["warnings"]:
         progress.warn(w)

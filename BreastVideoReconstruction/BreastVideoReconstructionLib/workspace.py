@@ -24,6 +24,8 @@ class VideoWorkspace(Workspace):
     ALIGNED_CLOUD = "aligned_pt_pruned.ply"
     ALIGN_REPORT = "align_report.json"
     OVERLAY = "landmarks_overlay.png"
+    PROPOSED = "landmarks_proposed.json"         # no landmark file: the landmarks found (fitted anchors) on a frame
+    PROPOSED_OVERLAY = "landmarks_proposed.png"
     DEBUG_ALIGNED_ALL = "debug_aligned_all.ply"
     DEBUG_RAY_LANDMARKS = "debug_ray_landmarks.ply"
     COLORED = "reconstruction_colored.ply"

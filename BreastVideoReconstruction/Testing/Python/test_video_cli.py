@@ -568,3 +568,27 @@ def test_overlay_labels_once_beside_their_points():
     drawn = overlay(img, pts)
     assert drawn.shape == img.shape and (drawn != img).any(axis=2)[boxes[2].y:boxes[2].y + boxes[2].h,
                                                                    boxes[2].x:boxes[2].x + boxes[2].w].mean() > 0.3
+
+
+def test_run_without_landmarks_matches_ground_truth(result, video, tmp_path, cli):
+    """`run` with no landmark file on the small synthetic video (its frames and SfM reused): the torso is found,
+    the fit runs without landmarks, and the surface meets the truth about as well as the clicked run."""
+    from BreastVideoReconstructionLib.evaluate import evaluate
+    out = tmp_path / "auto"
+    shutil.copytree(result["out"], out)
+    for f in ("align_report.json", "aligned_pt_pruned.ply", "reconstruction.ply", "fit_report.json"):
+        (out / f).unlink()
+    r = cli(MOD, "run", video / "video.mp4", "--output_dir", out, "--num_frames", 24, "--nipple_to_nipple_dist",
+            round(result["nipple"], 2), "--iterations", "300", "--voxel_resolution", "128", "--progress", "none")
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["landmarks"] == "found automatically" and report["skipped"][:2] == ["frames", "sfm"]
+    assert report["scale_source"] == "nipple_to_nipple (fitted anchors)"
+    m = evaluate(out, video / "truth")
+    assert m["surface_error_mm"]["mean"] < max(2.5, result["clean_error_mm"] + 1.0), m
+    assert abs(m["scale_error_pct"]) < 6.0, m
+    prop = json.loads((out / "landmarks_proposed.json").read_text())
+    assert len(prop["points"]) == 6 and len(prop["confidence"]) == 6 and prop["image"].endswith(".png")
+    assert (out / "landmarks_proposed.png").stat().st_size > 10000
+    from BreastVideoReconstructionLib.landmarks2d import read_landmarks_2d
+    assert read_landmarks_2d(out / "landmarks_proposed.json").image == prop["image"]       # a usable landmark file

@@ -1,0 +1,101 @@
+"""Landmark-free videos against clicked ones: `run` without a landmark file (the torso found in the SfM cloud from
+the camera arc, the fit without landmarks, propose.py) next to `run` with the video's landmark file (the true
+pixels with 2 px noise), both with the true nipple distance, on the same frames and SfM result.
+
+Printed per video: surface error (metric, the truth at its true size) and scale error of both runs and their
+difference; the proposed landmarks' pixel error against the true pixels at the video's resolution (nipples, the
+other four); how sure the proposal was.
+
+    python bench/video_pipeline.py --seeds 11 12 13        # renders the videos (and runs them) first
+    python bench/auto_landmarks_video.py --seeds 11 12 13
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from BreastShapeModelLib.landmarks import read_landmarks
+from BreastVideoReconstructionLib.evaluate import evaluate
+
+MOD = "BreastVideoReconstructionLib"
+
+
+def run(*args) -> None:
+    r = subprocess.run([sys.executable, "-m", MOD, "run", *map(str, args), "--progress", "none"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"failed: run {' '.join(map(str, args))}\n{r.stderr[-2000:]}")
+
+
+def reuse_sfm(src: Path, dst: Path) -> None:
+    """A fresh run folder holding `src`'s frames and SfM result (and their step stamps), so only the rest runs."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    (dst / ".steps").mkdir(parents=True)
+    for name in ("images", "sfm"):
+        if (src / name).exists():
+            shutil.copytree(src / name, dst / name)
+    for name in ("frames.json", "cameras.json", "points.ply", "sfm_report.json"):
+        shutil.copy2(src / name, dst / name)
+    for step in ("frames", "sfm"):
+        shutil.copy2(src / ".steps" / f"{step}.json", dst / ".steps" / f"{step}.json")
+
+
+def pixel_errors(out: Path, truth: Path) -> np.ndarray:
+    """Proposed landmarks against the true pixels of their frame, at the video's resolution."""
+    prop = json.loads((out / "landmarks_proposed.json").read_text())
+    frames = json.loads((out / "frames.json").read_text())
+    source = {f["image"]: f["source_frame"] for f in frames["frames"]}[prop["image"]]
+    scale = float(frames.get("scale", 1.0))
+    true_px = np.load(truth / "landmarks_2d.npy")[source]
+    return np.linalg.norm((np.asarray(prop["points"]) + 0.5) / scale - 0.5 - true_px, axis=1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, default=Path("runs/bench_video"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13])
+    a = ap.parse_args()
+    rows = []
+    for seed in a.seeds:
+        vid, src = a.work / f"video_{seed}", a.work / f"out_{seed}"
+        if not (src / ".steps" / "sfm.json").exists():
+            raise SystemExit(f"{src}: no SfM result; run bench/video_pipeline.py --seeds {seed} first")
+        truth = vid / "truth"
+        n2n = f"{float(np.linalg.norm(np.diff(read_landmarks(truth / 'landmarks.txt')[2:4], axis=0))):.2f}"
+        clicked, auto = a.work / f"clicked_{seed}", a.work / f"auto_{seed}"
+        reuse_sfm(src, clicked)
+        run(vid / "video.mp4", "--landmarks", vid / "landmarks.json", "--output_dir", clicked,
+            "--nipple_to_nipple_dist", n2n)
+        reuse_sfm(src, auto)
+        run(vid / "video.mp4", "--output_dir", auto, "--nipple_to_nipple_dist", n2n)
+        c, m = evaluate(clicked, truth), evaluate(auto, truth)
+        px = pixel_errors(auto, truth)
+        rep = json.loads((auto / "report.json").read_text())
+        row = {"seed": seed, "clicked_mm": c["surface_error_mm"]["mean"], "auto_mm": m["surface_error_mm"]["mean"],
+               "clicked_scale_pct": c["scale_error_pct"], "auto_scale_pct": m["scale_error_pct"],
+               "px_nipples": px[2:4].tolist(), "px_others": px[[0, 1, 4, 5]].tolist(),
+               "anchor_mm": m["anchor_error_mm"], "torso_match": rep["torso_match"],
+               "unsure": rep["proposed_landmarks"]["unsure"]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print("\n| video | clicked: surface error / scale error | no landmarks: surface error / scale error | difference | "
+          "proposed pixels, nipples / others (median, px at the video's size) | flagged |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| seed {r['seed']} | {r['clicked_mm']:.2f} mm / {r['clicked_scale_pct']:+.2f} % | {r['auto_mm']:.2f} mm / "
+              f"{r['auto_scale_pct']:+.2f} % | {r['auto_mm'] - r['clicked_mm']:+.2f} mm | "
+              f"{np.median(r['px_nipples']):.0f} / {np.median(r['px_others']):.0f} | {len(r['unsure'])} |")
+    d = [r["auto_mm"] - r["clicked_mm"] for r in rows]
+    print(f"mean difference {np.mean(d):+.2f} mm (target within 0.3 mm); nipples {np.median([p for r in rows for p in r['px_nipples']]):.0f} px "
+          f"median (target 8), others {np.median([p for r in rows for p in r['px_others']]):.0f} px (target 20)")
+
+
+if __name__ == "__main__":
+    main()
