@@ -20,7 +20,8 @@ from BreastShapeModelLib.job_control import JobControl, widget_callbacks
 from BreastShapeModelLib.module_logic import ModelChoice
 from BreastShapeModelLib.parameters import get, parameter_node, put
 from BreastShapeModelLib.sample_data import register_in_slicer
-from BreastVideoReconstructionLib.frame_volumes import frames_sequence, place_frame_landmarks, write_frame_landmarks
+from BreastVideoReconstructionLib.frame_volumes import (frames_sequence, place_frame_landmarks, proposed_frame_landmarks,
+                                                        write_frame_landmarks)
 from BreastShapeModelLib.measure_logic import MeasureJob
 from BreastVideoReconstructionLib.module_logic import VideoJob, VideoRequest, load_result_landmarks, load_steps
 from BreastVideoReconstructionLib.options import VideoOptions
@@ -64,6 +65,7 @@ class BreastVideoReconstructionWidget(ScriptedLoadableModuleWidget, VTKObservati
         self.ui.runButton.connect("clicked(bool)", lambda _: self.onRun())
         self.ui.prepareFramesButton.connect("clicked(bool)", lambda _: self.onRun(until="sfm"))
         self.ui.placeFrameLandmarksButton.connect("clicked(bool)", lambda _: self.onPlaceLandmarks())
+        self.ui.findLandmarksButton.connect("clicked(bool)", lambda _: self.onRun(auto=True))
         self.ui.saveFrameLandmarksButton.connect("clicked(bool)", lambda _: self.onSaveLandmarks())
         self.ui.checkLandmarksButton.connect("clicked(bool)", lambda _: self.onCheck())
         self.ui.overviewButton.connect("clicked(bool)", lambda _: self.showPicture(self.output() / W.OVERVIEW))
@@ -130,7 +132,7 @@ class BreastVideoReconstructionWidget(ScriptedLoadableModuleWidget, VTKObservati
         self.ui.measureButton.enabled = not running and self.result is not None
         self.ui.progressBar.visible = running
 
-    def onRun(self, until=None):
+    def onRun(self, until=None, auto=False):
         if self.control.running:                          # the button reads "Cancel" while the pipeline runs
             self.control.cancel("Cancelled; finished steps are kept, Reconstruct resumes.")
             return
@@ -138,9 +140,9 @@ class BreastVideoReconstructionWidget(ScriptedLoadableModuleWidget, VTKObservati
             return
         request = VideoRequest(self.ui.videoPathLineEdit.currentPath, self.ui.landmarksPathLineEdit.currentPath,
                                self.ui.outputPathLineEdit.currentPath, self.options(), self.ui.forceCheckBox.checked,
-                               until=until)
+                               until=until, auto=auto)
         self.control.start(lambda: BreastVideoReconstructionLogic().start(request),
-                           self.onFramesReady if until else self.onReconstructed)
+                           self.onFramesReady if until else self.onProposed if auto else self.onReconstructed)
 
     def onFramesReady(self, job):
         self.frames = frames_sequence(slicer.mrmlScene, job.output_dir,
@@ -149,6 +151,20 @@ class BreastVideoReconstructionWidget(ScriptedLoadableModuleWidget, VTKObservati
         slicer.modules.sequences.setToolBarActiveBrowserNode(self.frames[1])
         slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutOneUpRedSliceView)
         return "Frames and cameras ready: step through the frames, then place the six landmarks on one."
+
+    def onProposed(self, job):
+        """The run without landmarks finished: its result loads, and the landmarks it found wait on their frame
+        for the user to check, drag and accept (3, then Reconstruct)."""
+        message = self.onReconstructed(job)
+        if self.frames is None:
+            self.onFramesReady(job)
+        self.pointsNode, unsure = proposed_frame_landmarks(slicer.mrmlScene, job.output_dir, self.frames[1],
+                                                           slicer.modules.sequences.logic())
+        slicer.util.setSliceViewerLayers(background=self.frames[2], fit=True)
+        check = ("Check these (unselected): " + "; ".join(unsure)) if unsure else "All six look supported."
+        return (f"{message}\nLandmarks found automatically are on frame "
+                f"{self.pointsNode.GetAttribute('BreastShape.FrameImage')}. {check} Drag any that are off, then "
+                f"press 3 and Reconstruct to use them.")
 
     def onReconstructed(self, job):
         nodes = job.load_results(slicer.mrmlScene)

@@ -144,6 +144,33 @@ def place_frame_landmarks(scene, browser, name: str = "FrameLandmarks"):
     return node
 
 
+def proposed_frame_landmarks(scene, out_dir: str | Path, browser, sequences_logic=None,
+                             name: str = "ProposedLandmarks"):
+    """The landmarks a run without a landmark file found (landmarks_proposed.json) as the six named points on
+    their frame, which the browser then shows: ready to drag, then saved and reconstructed like clicked ones.
+    A point's description holds its confidence; points below CONFIDENT are left unselected (another colour).
+    Returns (point list, the reasons to check)."""
+    from .propose import CONFIDENT
+    path = Path(out_dir) / W.PROPOSED
+    if not path.is_file():
+        raise UserError(f"{path}: no proposed landmarks (run the pipeline without a landmark file first)")
+    prop = json.loads(path.read_text(encoding="utf-8"))
+    sequence = browser.GetMasterSequenceNode()
+    names = [sequence.GetNthIndexValue(i) for i in range(sequence.GetNumberOfDataNodes())]
+    if prop["image"] not in names:
+        raise UserError(f"{path}: the frame {prop['image']} is not among the loaded frames")
+    browser.SetSelectedItemNumber(names.index(prop["image"]))
+    if sequences_logic is not None:
+        sequences_logic.UpdateProxyNodesFromSequences(browser)
+    node = place_frame_landmarks(scene, browser, name)
+    ras = ras_from_pixels(browser.GetProxyNode(sequence), np.asarray(prop["points"], float))
+    for i, (p, c) in enumerate(zip(ras, prop["confidence"])):
+        node.SetNthControlPointPosition(i, *p)
+        node.SetNthControlPointDescription(i, f"found automatically, confidence {c:.2f}")
+        node.SetNthControlPointSelected(i, c >= CONFIDENT)
+    return node, list(prop.get("unsure", []))
+
+
 def frame_landmarks_pixels(points_node, volume_node) -> np.ndarray:
     """[6, 2] original-frame pixels of the six points clicked on a frame volume; a clear error if incomplete."""
     pts, labels = markups_positions(points_node)

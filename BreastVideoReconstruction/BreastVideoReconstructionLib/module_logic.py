@@ -29,9 +29,11 @@ class VideoRequest:
     options: VideoOptions = field(default_factory=VideoOptions)
     force: bool = False
     until: str | None = None              # "frames"/"sfm": prepare the frames to place the landmarks on
+    auto: bool = False                    # no landmark file: find the torso and the landmarks (landmarks_proposed)
 
     def command(self, python: str | None = None) -> list[str]:
-        needed = (("video", self.video),) if self.until else (("video", self.video), ("landmark file", self.landmarks))
+        needed = (("video", self.video),) if self.until or self.auto else \
+            (("video", self.video), ("landmark file", self.landmarks))
         for what, path in needed:
             if not path or not Path(path).is_file():
                 raise UserError(f"{what} not found: {path or '(none chosen)'}")
@@ -41,7 +43,7 @@ class VideoRequest:
         check_model_files(self.options.model)
         args = ["run", str(self.video), "--output_dir", str(self.output_dir), "--progress", "json",
                 *to_args(self.options)]
-        args += ["--until", self.until] if self.until else ["--landmarks", str(self.landmarks)]
+        args += ["--until", self.until] if self.until else [] if self.auto else ["--landmarks", str(self.landmarks)]
         if self.force:
             args.append("--force")
         return module_command("BreastVideoReconstructionLib", *args, python=python)

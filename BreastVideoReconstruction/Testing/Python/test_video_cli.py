@@ -592,3 +592,20 @@ def test_run_without_landmarks_matches_ground_truth(result, video, tmp_path, cli
     assert (out / "landmarks_proposed.png").stat().st_size > 10000
     from BreastVideoReconstructionLib.landmarks2d import read_landmarks_2d
     assert read_landmarks_2d(out / "landmarks_proposed.json").image == prop["image"]       # a usable landmark file
+    # in Slicer: the landmarks found wait on their frame as six named points, and saved they are a landmark file
+    pytest.importorskip("slicer")
+    import slicer
+    from BreastVideoReconstructionLib.frame_volumes import frames_sequence, proposed_frame_landmarks, write_frame_landmarks
+    from BreastVideoReconstructionLib.module_logic import VideoRequest
+    scene = slicer.vtkMRMLScene()
+    _, browser, _ = frames_sequence(scene, out, max_size=320)
+    logic = slicer.vtkSlicerSequencesLogic()
+    logic.SetMRMLScene(scene)
+    node, unsure = proposed_frame_landmarks(scene, out, browser, logic)
+    assert node.GetNumberOfControlPoints() == 6 and unsure == prop["unsure"]
+    assert all(node.GetNthControlPointSelected(i) == (prop["confidence"][i] >= 0.5) for i in range(6))
+    saved = read_landmarks_2d(write_frame_landmarks(node, browser.GetProxyNode(browser.GetMasterSequenceNode()),
+                                                    tmp_path / "accepted.json"))
+    assert saved.image == prop["image"] and np.abs(saved.points - np.asarray(prop["points"])).max() <= 0.5
+    cmd = VideoRequest(str(video / "video.mp4"), "", str(out), auto=True).command()
+    assert "--landmarks" not in cmd and "--until" not in cmd
