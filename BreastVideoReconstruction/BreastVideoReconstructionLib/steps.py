@@ -31,6 +31,12 @@ def _reuse(ws: W, step: str, key: str, force: bool) -> dict | None:
     return None
 
 
+def _cloud_upstream(ws: W, use_dense: bool) -> tuple[bool, list]:
+    """Whether the dense cloud is used, and the stamps of the steps the cloud comes from."""
+    with_dense = use_dense and ws.has_step("dense")
+    return with_dense, [ws.step_key("sfm")] + ([ws.step_key("dense")] if with_dense else [])
+
+
 def frames(ws: W, video: Path, opts: FrameOptions, progress: Progress, include=(), force: bool = False) -> dict:
     """Sharpness-aware frame selection -> images/, frames.json."""
     from .frames import extract_frames
@@ -109,8 +115,7 @@ def align(ws: W, landmarks: Path, opts: AlignOptions, model, progress: Progress,
     from .align import LOO_TOLERANCE, align_and_prune, landmark_evidence, landmarks_to_3d, robust_landmark_weights
     from .landmarks2d import check_inside, overlay, read_landmarks_2d, save_rgb
     lm = read_landmarks_2d(landmarks)
-    with_dense = use_dense and ws.has_step("dense")
-    up = [ws.step_key("sfm")] + ([ws.step_key("dense")] if with_dense else [])
+    with_dense, up = _cloud_upstream(ws, use_dense)
     threshold = opts.threshold()
     key = stamp_of("align", {"up": up, "lm": file_key(landmarks), "frame": opts.landmark_frame, "thr": threshold,
                              "pruning": opts.pruning,
@@ -171,10 +176,9 @@ def find_torso(ws: W, opts: AlignOptions, model, progress: Progress, use_dense: 
     fit then runs without landmarks and writes the landmarks it found)."""
     from .align import mean_surface_distance
     from .propose import find_torso_in_scene
-    with_dense = use_dense and ws.has_step("dense")
-    up = [ws.step_key("sfm")] + ([ws.step_key("dense")] if with_dense else [])
+    with_dense, up = _cloud_upstream(ws, use_dense)
     threshold = opts.threshold()
-    key = stamp_of("align", {"up": up, "auto": True, "thr": threshold, "model": model.key,
+    key = stamp_of("align", {"up": up, "auto": True, "thr": threshold, "pruning": opts.pruning, "model": model.key,
                              "frame": opts.landmark_frame})
     if (done := _reuse(ws, "align", key, force)) is not None:
         return done
