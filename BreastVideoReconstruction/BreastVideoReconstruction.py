@@ -37,7 +37,8 @@ class BreastVideoReconstruction(ScriptedLoadableModule):
         parent.contributors = ["SlicerBreastShape developers"]
         parent.helpText = (
             "Reconstruct a metric 3D breast surface from a phone video: frames, Structure-from-Motion, six "
-            "landmarks placed on one frame, alignment and fitting of the liRBSM shape model (BreastShapeModel module).")
+            "landmarks placed on one frame (or found automatically, experimental: check them before measuring), "
+            "alignment and fitting of the liRBSM shape model (BreastShapeModel module).")
         parent.acknowledgementText = (
             "Method: Weiherer et al., 'Learning Neural Parametric 3D Breast Shape Models for Metrical Surface "
             "Reconstruction From Monocular RGB Videos' (liRBSM).")
