@@ -301,6 +301,11 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
         anchors_sfm = (rec.anchors - out_from_sfm[:3, 3]) @ np.linalg.inv(out_from_sfm[:3, :3]).T
         prop = _write_proposal(ws, {**align_rep, "mm_per_model_unit": rec.scale_mm_per_unit}, anchors_sfm, progress)
         report["landmarks"] = "found automatically: the fitted anchors"
+        if metrical:
+            report["warnings"] = list(report.get("warnings", [])) + [
+                "no landmarks: the metric scale comes from the model's fitted nipples, which can be several "
+                "percent off (bench/auto_landmarks_video.py: 1-11 %); check landmarks_proposed.png and re-run with "
+                "--landmarks (the proposed file, dragged where needed) before measuring"]
         report["proposed_landmarks"] = {k: prop[k] for k in ("image", "confidence", "unsure", "confident")}
     write_reconstruction(ws, rec, units, report, landmarks=landmarks_out)
     for w in report["warnings"]:
