@@ -115,7 +115,7 @@ def find_torso_in_scene(scene: Scene, model, progress=None) -> TorsoMatch:
 
 
 def proposal(cam: Camera, anchors_sfm: np.ndarray, points_sfm: np.ndarray, mm_per_sfm_unit: float,
-             match: TorsoMatch | None = None) -> dict:
+             drift_deg: float = 0.0) -> dict:
     """The fitted anchors as landmarks on the frame of `cam`: pixels, a confidence per landmark (how close the
     nearest SfM point lies: an anchor out in the model's fill-in is a guess; zero outside the frame) and the
     reasons to let the user confirm, in the landmark-file layout (`read_landmarks_2d` reads it)."""
@@ -125,8 +125,8 @@ def proposal(cam: Camera, anchors_sfm: np.ndarray, points_sfm: np.ndarray, mm_pe
         (pixels[:, 1] <= cam.height - 1)
     conf = np.where(seen, np.exp(-(gap / SUPPORT_MM) ** 2), 0.0)
     unsure = []
-    if match is not None and match.drift_deg > DRIFT_DEG:
-        unsure.append(f"the torso's match turned {match.drift_deg:.0f} deg from the camera arc's pose")
+    if drift_deg > DRIFT_DEG:
+        unsure.append(f"the torso's match turned {drift_deg:.0f} deg from the camera arc's pose")
     for i in np.flatnonzero(conf < CONFIDENT):
         why = "outside the frame" if not seen[i] else f"{gap[i]:.0f} mm from the nearest SfM point"
         unsure.append(f"{LANDMARK_NAMES[i]}: confidence {conf[i]:.2f} ({why})")

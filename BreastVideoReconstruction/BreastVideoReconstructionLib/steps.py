@@ -208,7 +208,8 @@ def find_torso(ws: W, opts: AlignOptions, model, progress: Progress, use_dense: 
     return rep
 
 
-def _write_proposal(ws: W, align_rep: dict, anchors_sfm: np.ndarray, progress: Progress) -> dict:
+def _write_proposal(ws: W, align_rep: dict, anchors_sfm: np.ndarray, mm_per_model_unit: float,
+                    progress: Progress) -> dict:
     """The landmarks a landmark-free fit found, on the landmark frame: landmarks_proposed.json and .png."""
     import cv2
     from .landmarks2d import overlay, save_rgb
@@ -217,8 +218,8 @@ def _write_proposal(ws: W, align_rep: dict, anchors_sfm: np.ndarray, progress: P
     cam = next(c for c in cams if c.name == align_rep["landmark_frame"])
     pts, _ = read_points_ply(ws / W.POINTS)
     S = np.asarray(align_rep["sfm_to_model"])
-    mm_per_sfm = float(np.cbrt(abs(np.linalg.det(S[:3, :3])))) * float(align_rep.get("mm_per_model_unit", 1.0))
-    prop = proposal(cam, anchors_sfm, pts, mm_per_sfm)
+    mm_per_sfm = float(np.cbrt(abs(np.linalg.det(S[:3, :3])))) * mm_per_model_unit
+    prop = proposal(cam, anchors_sfm, pts, mm_per_sfm, align_rep.get("torso_match", {}).get("drift_deg", 0.0))
     atomic_write_text(ws / W.PROPOSED, json.dumps(prop, indent=1))
     img = cv2.imread(str(ws.images / cam.name))
     if img is not None:
@@ -299,7 +300,7 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
     if auto:
         out_from_sfm = np.asarray(report["output_from_sfm"])
         anchors_sfm = (rec.anchors - out_from_sfm[:3, 3]) @ np.linalg.inv(out_from_sfm[:3, :3]).T
-        prop = _write_proposal(ws, {**align_rep, "mm_per_model_unit": rec.scale_mm_per_unit}, anchors_sfm, progress)
+        prop = _write_proposal(ws, align_rep, anchors_sfm, rec.scale_mm_per_unit, progress)
         report["landmarks"] = "found automatically: the fitted anchors"
         if metrical:
             report["warnings"] = list(report.get("warnings", [])) + [
