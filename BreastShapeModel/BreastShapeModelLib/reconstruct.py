@@ -94,17 +94,18 @@ def reconstruct(model: ShapeModel, points: np.ndarray, landmarks: np.ndarray | N
                 refine: RefineSettings | None = None, to_model: Similarity | None = None) -> Reconstruction:
     """Fit `points` (with six `landmarks`, optionally weighted) and mesh the result; with `refine`, prune the
     points that the fitted surface does not explain and refit (so clutter and far-off points stop pulling).
-    `to_model` (input -> model space, e.g. from `auto_align`) replaces the alignment when there are no landmarks."""
+    `to_model` (input -> model space, e.g. from `auto_align`) replaces the alignment from the landmarks; landmarks
+    given with it are only anchor targets (and the scale's nipples)."""
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) < 10:
         raise UserError(f"need at least 10 points with x, y, z, got {pts.shape}")
     if not np.isfinite(pts).all():
         raise UserError("the point cloud contains NaN or infinite coordinates")
     norm = normalisation(pts)
-    to_model = to_model or norm
-    if landmarks is not None:
+    if to_model is None and landmarks is not None:
         lm = np.asarray(landmarks, dtype=np.float64)
         to_model = compose(umeyama(norm.apply(lm), model.average_anchors, weights=landmark_weights), norm)
+    to_model = to_model or norm
     model_pts = to_model.apply(pts)
     model_lms = None if landmarks is None else to_model.apply(landmarks)
     s = settings or FitSettings()

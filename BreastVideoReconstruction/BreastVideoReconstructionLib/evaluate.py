@@ -61,6 +61,8 @@ def evaluate(out_dir: Path, truth_dir: Path) -> dict:
     lm_out = to_out(lms_gt)
     anchors = np.asarray(fit["anchors"])
     n2n_true = float(np.linalg.norm(lms_gt[2] - lms_gt[3]))
+    written = out_dir / (W.LANDMARKS + ".csv")        # the landmarks the run used (clicked, or found), output frame
+    landmarks = read_landmarks(written) if written.exists() and mm else None
     return {
         "cameras_registered": len(cams), "camera_centre_error_mm": float(cam_err.mean()),
         "scale_error_pct": 100 * (scale - 1) if mm else None,
@@ -68,5 +70,7 @@ def evaluate(out_dir: Path, truth_dir: Path) -> dict:
                              "median": float(np.median(metric))} if mm else None,
         "shape_error_mm": {"mean": float(shape.mean()), "p95": float(np.percentile(shape, 95))},
         "anchor_error_mm": np.linalg.norm(anchors - lm_out, axis=1).round(2).tolist() if mm else None,
+        "landmark_error_mm": None if landmarks is None else
+        np.linalg.norm(landmarks - lm_out, axis=1).round(2).tolist(),
         "nipple_to_nipple_true_mm": n2n_true, "region_points": int(len(region)),
     }

@@ -22,6 +22,7 @@ from BreastShapeModelLib.errors import UserError
 from BreastShapeModelLib.landmarks import LANDMARK_NAMES
 
 from .cameras import Camera, Scene
+from .nipples import MIN_VIEWS
 from .sfm import orbit_centre
 
 BOX = (0.6, 0.6, 0.5)             # the subject's box: half sizes (left-right, up-down, depth) x the camera distance
@@ -115,15 +116,24 @@ def find_torso_in_scene(scene: Scene, model, progress=None) -> TorsoMatch:
 
 
 def proposal(cam: Camera, anchors_sfm: np.ndarray, points_sfm: np.ndarray, mm_per_sfm_unit: float,
-             drift_deg: float = 0.0) -> dict:
-    """The fitted anchors as landmarks on the frame of `cam`: pixels, a confidence per landmark (how close the
-    nearest SfM point lies: an anchor out in the model's fill-in is a guess; zero outside the frame) and the
-    reasons to let the user confirm, in the landmark-file layout (`read_landmarks_2d` reads it)."""
+             drift_deg: float = 0.0, nipples=None) -> dict:
+    """The landmarks found (fitted anchors; nipples found on the skin, `nipples.NippleFind`, where given) on the
+    frame of `cam`: pixels, a confidence per landmark (how close the nearest SfM point lies: an anchor out in the
+    model's fill-in is a guess; a nipple by how many frames agreed on it; zero outside the frame) and the reasons
+    to let the user confirm, in the landmark-file layout (`read_landmarks_2d` reads it)."""
     pixels, depth = cam.project(anchors_sfm)
     gap = cKDTree(points_sfm).query(anchors_sfm)[0] * mm_per_sfm_unit
     seen = (depth > 0) & (pixels[:, 0] >= 0) & (pixels[:, 0] <= cam.width - 1) & (pixels[:, 1] >= 0) & \
         (pixels[:, 1] <= cam.height - 1)
     conf = np.where(seen, np.exp(-(gap / SUPPORT_MM) ** 2), 0.0)
+    found_by = ["the landmark-free fit's anchor, projected"] * 6
+    for i, n in zip((2, 3), nipples or ()):
+        if n.found:
+            conf[i] = float(seen[i]) * min(1.0, n.views / (2.0 * MIN_VIEWS))
+            found_by[i] = f"the nipple on the skin, {n.views} of {n.frames} frames agreeing"
+        else:
+            conf[i] = min(conf[i], 0.3)
+            found_by[i] = "the landmark-free fit's anchor (not found on the skin), projected"
     unsure = []
     if drift_deg > DRIFT_DEG:
         unsure.append(f"the torso's match turned {drift_deg:.0f} deg from the camera arc's pose")
@@ -132,5 +142,5 @@ def proposal(cam: Camera, anchors_sfm: np.ndarray, points_sfm: np.ndarray, mm_pe
         unsure.append(f"{LANDMARK_NAMES[i]}: confidence {conf[i]:.2f} ({why})")
     pixels = np.clip(pixels, 0, [cam.width - 1, cam.height - 1])
     return {"image": cam.name, "points": pixels.round(2).tolist(), "names": list(LANDMARK_NAMES),
-            "confidence": conf.round(3).tolist(), "found_by": "the landmark-free fit's anchors, projected",
+            "confidence": conf.round(3).tolist(), "found_by": found_by,
             "unsure": unsure, "confident": not unsure}

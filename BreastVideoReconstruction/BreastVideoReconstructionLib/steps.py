@@ -208,7 +208,23 @@ def find_torso(ws: W, opts: AlignOptions, model, progress: Progress, use_dense: 
     return rep
 
 
-def _write_proposal(ws: W, align_rep: dict, anchors_sfm: np.ndarray, mm_per_model_unit: float,
+def _find_nipples(ws: W, align_rep: dict, rec, progress: Progress) -> list:
+    """The nipples on the skin (nipples.py) near a landmark-free fit's nipple anchors, in the SfM frame."""
+    from .nipples import find_nipples
+    S = np.asarray(align_rep["sfm_to_model"])
+    model_anchors = rec.to_model.inverse().apply(rec.anchors) if rec.output_frame != "metric" else \
+        rec.anchors / rec.scale_mm_per_unit
+    anchors_sfm = (model_anchors - S[:3, 3]) @ np.linalg.inv(S[:3, :3]).T
+    mm_per_sfm = float(np.cbrt(abs(np.linalg.det(S[:3, :3])))) * rec.scale_mm_per_unit
+    pts, colors = read_points_ply(ws / W.POINTS)
+    with progress.stage("find the nipples", total=1, unit="step") as update:
+        found = find_nipples(anchors_sfm, pts, colors, read_cameras_json(ws / W.CAMERAS), ws.images, mm_per_sfm)
+        update(1, ", ".join(f"{side}: {'found in ' + str(n.views) + ' frames' if n.found else 'not found'}"
+                            for side, n in zip(("left", "right"), found)))
+    return found
+
+
+def _write_proposal(ws: W, align_rep: dict, anchors_sfm: np.ndarray, mm_per_model_unit: float, nipples,
                     progress: Progress) -> dict:
     """The landmarks a landmark-free fit found, on the landmark frame: landmarks_proposed.json and .png."""
     import cv2
@@ -219,7 +235,8 @@ def _write_proposal(ws: W, align_rep: dict, anchors_sfm: np.ndarray, mm_per_mode
     pts, _ = read_points_ply(ws / W.POINTS)
     S = np.asarray(align_rep["sfm_to_model"])
     mm_per_sfm = float(np.cbrt(abs(np.linalg.det(S[:3, :3])))) * mm_per_model_unit
-    prop = proposal(cam, anchors_sfm, pts, mm_per_sfm, align_rep.get("torso_match", {}).get("drift_deg", 0.0))
+    prop = proposal(cam, anchors_sfm, pts, mm_per_sfm, align_rep.get("torso_match", {}).get("drift_deg", 0.0),
+                    nipples)
     atomic_write_text(ws / W.PROPOSED, json.dumps(prop, indent=1))
     img = cv2.imread(str(ws.images / cam.name))
     if img is not None:
@@ -256,7 +273,7 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
     auto = bool(align_rep.get("auto"))           # no landmarks: the cloud is in the model's frame already
     if auto:
         from BreastShapeModelLib.alignment import Similarity
-        lms, weights, extra = None, None, {"to_model": Similarity(1.0, np.eye(3), np.zeros(3))}
+        lms, weights, extra = None, None, {"to_model": Similarity.identity()}
     else:
         extra = {}
     t0 = time.perf_counter()
@@ -265,20 +282,36 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
         near_mean = mean_surface_distance(net, pts) <= METHOD_PRUNING_THRESHOLD
         if near_mean.sum() >= 100:
             attempts.append(("the method's mean-surface pruning", pts[near_mean], None))
-    tried = []
-    for k, (name, cloud, ref) in enumerate(attempts):
-        total = settings.iterations + (ref.rounds * ref.iterations if ref else 0)
-        rec = reconstruct_with_progress(progress, "fit" if k == 0 else "refit", total, net, cloud, lms, settings,
-                                        opts.voxel_resolution, metrical, opts.nipple_to_nipple_dist,
-                                        chunk_size=opts.chunk_size, meshing=opts.meshing, landmark_weights=weights,
-                                        refine=ref, **extra)
-        tried.append((name, rec))
-        if rec.self_check["passed"]:
-            break
-        if k + 1 < len(attempts):
-            progress.log(f"self-check failed with {name} ({'; '.join(rec.self_check['problems'])}); trying "
-                         f"{attempts[k + 1][0]}")
-    name, rec = min(tried, key=lambda t: (len(t[1].self_check["problems"]), -t[1].self_check["metrics"]["coverage"]))
+
+    def fit_attempts(lms, weights, label=""):
+        """The attempts in turn until one passes the self-check -> (pruning name, best result, all tried)."""
+        tried = []
+        for k, (name, cloud, ref) in enumerate(attempts):
+            total = settings.iterations + (ref.rounds * ref.iterations if ref else 0)
+            rec = reconstruct_with_progress(progress, label + ("fit" if k == 0 else "refit"), total, net, cloud, lms,
+                                            settings, opts.voxel_resolution, metrical, opts.nipple_to_nipple_dist,
+                                            chunk_size=opts.chunk_size, meshing=opts.meshing,
+                                            landmark_weights=weights, refine=ref, **extra)
+            tried.append((name, rec))
+            if rec.self_check["passed"]:
+                break
+            if k + 1 < len(attempts):
+                progress.log(f"self-check failed with {name} ({'; '.join(rec.self_check['problems'])}); trying "
+                             f"{attempts[k + 1][0]}")
+        best = min(tried, key=lambda t: (len(t[1].self_check["problems"]),
+                                          -t[1].self_check["metrics"]["coverage"]))
+        return best[0], best[1], tried
+
+    name, rec, tried = fit_attempts(lms, weights)
+    nipples = None
+    if auto:                                     # the nipples on the skin, then the fit again with them as anchors
+        nipples = _find_nipples(ws, align_rep, rec, progress)
+        if all(n.found for n in nipples):
+            S = np.asarray(align_rep["sfm_to_model"])
+            lms = rec.anchors / rec.scale_mm_per_unit if metrical else rec.anchors.copy()
+            lms[2:4] = np.stack([n.point for n in nipples]) @ S[:3, :3].T + S[:3, 3]
+            weights = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+            name, rec, tried = fit_attempts(lms, weights, "nipples found: ")
     if not rec.self_check["passed"]:
         rec.warnings.append(SELF_CHECK_FAILED + "; ".join(rec.self_check["problems"]))
     units = "mm" if rec.output_frame == "metric" else "model"
@@ -286,7 +319,12 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
     # output frame <- SfM frame: (metric scale or identity) * reconstruct's model map * the alignment
     out_from_model = np.diag([rec.scale_mm_per_unit] * 3 + [1.0]) if metrical else np.linalg.inv(rec.to_model.matrix())
     out_from_aligned = out_from_model @ rec.to_model.matrix()
-    landmarks_out = rec.anchors if auto else lms @ out_from_aligned[:3, :3].T + out_from_aligned[:3, 3]
+    if auto:                                     # the fitted anchors, with the nipples found on the skin
+        landmarks_out = rec.anchors.copy()
+        if lms is not None:
+            landmarks_out[2:4] = lms[2:4] @ out_from_aligned[:3, :3].T + out_from_aligned[:3, 3]
+    else:
+        landmarks_out = lms @ out_from_aligned[:3, :3].T + out_from_aligned[:3, 3]
     report = {**fit_report(rec, units, opts.voxel_resolution), "pruning": name,
               "attempts": [{"pruning": n, "passed": r.self_check["passed"], "problems": r.self_check["problems"]}
                            for n, r in tried],
@@ -299,14 +337,23 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
               "model_anchor_measurements": landmark_distances(rec.anchors, units)}
     if auto:
         out_from_sfm = np.asarray(report["output_from_sfm"])
-        anchors_sfm = (rec.anchors - out_from_sfm[:3, 3]) @ np.linalg.inv(out_from_sfm[:3, :3]).T
-        prop = _write_proposal(ws, align_rep, anchors_sfm, rec.scale_mm_per_unit, progress)
-        report["landmarks"] = "found automatically: the fitted anchors"
+        found_sfm = (landmarks_out - out_from_sfm[:3, 3]) @ np.linalg.inv(out_from_sfm[:3, :3]).T
+        prop = _write_proposal(ws, align_rep, found_sfm, rec.scale_mm_per_unit, nipples, progress)
+        seen = lms is not None
+        report["landmarks"] = "found automatically: " + ("the nipples on the skin, the others the fitted anchors"
+                                                         if seen else "the fitted anchors")
+        report["nipples_found"] = [n.report() for n in nipples]
         if metrical:
+            report["scale_source"] = "nipple_to_nipple (nipples found on the frames)" if seen else \
+                "nipple_to_nipple (fitted anchors)"
             report["warnings"] = list(report.get("warnings", [])) + [
-                "no landmarks: the metric scale comes from the model's fitted nipples, which can be several "
-                "percent off (bench/auto_landmarks_video.py: 1-11 %); check landmarks_proposed.png and re-run with "
-                "--landmarks (the proposed file, dragged where needed) before measuring"]
+                "no landmarks: the metric scale comes from " + (
+                    "the nipples found on the frames, which can be a few percent off (bench/auto_landmarks_video.py: "
+                    "3-5 % too large on the synthetic videos)" if seen else
+                    "the model's fitted nipples (the nipples were not found on the frames), which can be several "
+                    "percent off (bench/auto_landmarks_video.py: 1-11 %)") +
+                "; check landmarks_proposed.png and re-run with --landmarks (the proposed file, dragged where "
+                "needed) before measuring"]
         report["proposed_landmarks"] = {k: prop[k] for k in ("image", "confidence", "unsure", "confident")}
     write_reconstruction(ws, rec, units, report, landmarks=landmarks_out)
     for w in report["warnings"]:

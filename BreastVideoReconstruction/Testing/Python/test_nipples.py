@@ -1,0 +1,50 @@
+"""Nipples found on the skin (nipples.py): the spot detector on a painted areola with a shading crescent, and
+the RANSAC triangulation that ignores frames whose spot is elsewhere (the whole path on a synthetic video is in
+test_video_cli.py::test_run_without_landmarks_matches_ground_truth)."""
+from __future__ import annotations
+
+import numpy as np
+
+from test_propose import _arc_cameras
+
+
+def _skin_with_areola(centre_px, ra, seed=0, shadow=True):
+    """A BGR frame of mottled skin with a reddish areola (radius `ra` px) and a darker nipple at `centre_px`, and
+    a grey shadow crescent at the areola's lower edge (what a nipple's bump casts under a light from above)."""
+    rng = np.random.default_rng(seed)
+    h, w = 360, 640
+    img = np.array([120.0, 140.0, 200.0]) * (1 + rng.normal(0, 0.03, (h, w, 1)))
+    yy, xx = np.mgrid[0:h, 0:w]
+    d = np.hypot(xx - centre_px[0], yy - centre_px[1]) / ra
+    a = (np.clip((1.15 - d) / 0.3, 0, 1) * 0.55)[..., None]
+    img = img * (1 - a) + a * img * np.array([0.36, 0.42, 0.62])
+    img *= 1 - (np.clip((0.3 - d) / 0.1, 0, 1) * 0.25)[..., None]
+    if shadow:
+        crescent = (d > 0.5) & (d < 0.75) & (yy - centre_px[1] > 0.35 * ra)
+        img[crescent] *= 0.75
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_the_spot_is_the_areolas_centre_not_its_shadow():
+    from BreastVideoReconstructionLib.cameras import Camera
+    from BreastVideoReconstructionLib.nipples import AREOLA_MM, nipple_spot
+    cam = Camera("000.png", np.array([[800.0, 0, 320], [0, 800.0, 180], [0, 0, 1]]), np.eye(3), np.zeros(3), 640, 360)
+    point = np.array([0.0, 0.0, 600.0])                       # mm, projects to (320, 180)
+    ra = AREOLA_MM * 800 / 600
+    centre = np.array([329.0, 174.0])                         # the true nipple, 11 px from where the guess projects
+    got, _ = nipple_spot(_skin_with_areola(centre, ra), cam, point, 1.0)
+    assert np.linalg.norm(got - centre) < 3.0, got
+    assert nipple_spot(_skin_with_areola(centre, ra), cam, np.array([0.0, 0.0, -600.0]), 1.0) is None  # behind
+    assert nipple_spot(_skin_with_areola(centre, ra), cam, np.array([230.0, 0.0, 600.0]), 1.0) is None  # off the edge
+
+
+def test_ransac_triangulation_ignores_frames_that_saw_something_else():
+    from BreastVideoReconstructionLib.nipples import ransac_triangulate
+    X = np.array([10.0, -20.0, 5.0])
+    cams = _arc_cameras(np.zeros(3), degrees=range(-40, 41, 10))
+    pixels = [c.project(X[None])[0][0] for c in cams]
+    for k in (1, 4, 7):                                       # a fold or a shadow won in these frames
+        pixels[k] = pixels[k] + np.array([35.0, -20.0])
+    got, agree, worst = ransac_triangulate(cams, pixels)
+    assert np.linalg.norm(got - X) < 1e-6 and sorted(agree) == [0, 2, 3, 5, 6, 8] and worst < 1e-6
+    assert ransac_triangulate(cams[:1] * 2, pixels[:1] * 2) is None        # one viewpoint: no depth
