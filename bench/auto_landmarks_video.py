@@ -1,6 +1,6 @@
 """Landmark-free videos against clicked ones: `run` without a landmark file (the torso found in the SfM cloud from
-the camera arc, the fit without landmarks, propose.py; the nipples found on the frames, nipples.py) next to `run` with the video's landmark file (the true
-pixels with 2 px noise), both with the true nipple distance, on the same frames and SfM result.
+the camera arc, the fit without landmarks, propose.py; the nipples found on the frames, nipples.py) next to `run`
+with the video's landmark file (the true pixels with 2 px noise), both with the true nipple distance, on the same frames and SfM result.
 
 Printed per video: surface error (metric, the truth at its true size) and scale error of both runs and their
 difference; the proposed landmarks' pixel error against the true pixels at the video's resolution (nipples, the
