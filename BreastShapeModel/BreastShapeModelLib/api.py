@@ -172,16 +172,19 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
 
 
 def run_measure(surface: str | Path, output_dir: str | Path, landmarks: str | Path | None = None,
-                progress: Progress | None = None, footprints: dict | None = None) -> RunResult:
+                progress: Progress | None = None, footprints: dict | None = None,
+                chest_wall: str | None = None) -> RunResult:
     """Measure a surface in millimetres (ours, a scanner's, a model saved from Slicer): footprints, volumes against
     the estimated chest wall, tape distances, symmetry, intervals -> measurements.json/.csv/.png/.pdf, footprint
     curves, chest wall. Landmarks: the given file, else the ones beside one of our reconstructions. `footprints`
-    {"left"/"right": closed-curve file} replace the automatic footprints (e.g. edited in Slicer)."""
+    {"left"/"right": closed-curve file} replace the automatic footprints (e.g. edited in Slicer); `chest_wall`
+    one of options.CHEST_WALL_METHODS (default: the first)."""
     from .measure.run import measure_file
     out = Workspace(output_dir)
     with out.lock():
         report, files = measure_file(Path(surface), out, Path(landmarks) if landmarks is not None else None,
-                                     progress, {k: Path(v) for k, v in (footprints or {}).items() if v})
+                                     progress, {k: Path(v) for k, v in (footprints or {}).items() if v},
+                                     chest_wall)
     return RunResult(out, report, files=files)
 
 

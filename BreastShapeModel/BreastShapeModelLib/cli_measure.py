@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .options import CHEST_WALL_METHODS
 from .progress import MODES, Progress
 
 
@@ -18,6 +19,11 @@ def add_parsers(sub) -> None:
         p.add_argument(f"--footprint_{side}", type=Path, default=None, metavar="CURVE",
                        help=f"the {side} breast's footprint as a closed curve on the surface (.mrk.json or .csv, "
                             f"e.g. footprint_{side}.mrk.json edited in Slicer) instead of the automatic one")
+    p.add_argument("--chest_wall", choices=CHEST_WALL_METHODS, default=CHEST_WALL_METHODS[0],
+                   help="the wall behind the breasts: footprint_plane (a plane through each footprint's outline; "
+                        "the best on the bench), envelope_pspline (a smooth lower envelope of the skin) or "
+                        "chest_model (experimental: a statistical model of chest walls fitted to the skin round "
+                        "the breasts); default: %(default)s")
     p.add_argument("--output_dir", type=Path, default=Path("."), help="where to write the results (default: .)")
     p.add_argument("--progress", choices=MODES, default="bar", help="bar, json (for Slicer) or none")
     p.set_defaults(func=cmd_measure)
@@ -40,7 +46,7 @@ def cmd_measure(args, progress: Progress) -> int:
     from .api import run_measure
     from .measure.report import summary_lines
     result = run_measure(args.surface, args.output_dir, args.landmarks, progress,
-                         {"left": args.footprint_left, "right": args.footprint_right})
+                         {"left": args.footprint_left, "right": args.footprint_right}, args.chest_wall)
     for line in summary_lines(result.report):
         progress.summary(line)
     progress.result(files=[str(f) for f in result.files])

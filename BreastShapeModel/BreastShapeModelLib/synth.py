@@ -140,11 +140,9 @@ def _mesh(torso: Torso, h: float) -> trimesh.Trimesh:
     return mesh
 
 
-def make_torso(params: TorsoParams, spacing: float = MESH_SPACING_MM) -> SynthTorso:
-    torso = Torso(params)
-    volumes = fit_volumes(torso)
-    mesh = _mesh(torso, spacing)
-    p = params
+def analytic_landmarks(torso: Torso) -> np.ndarray:
+    """The six landmarks of a generator torso from its fields (mm; `make_torso` snaps them onto the mesh)."""
+    p = torso.p
     raw = {
         "sternal_notch": [0.0, torso.y_sn, _surface_z(torso, 0.0, torso.y_sn)],
         "belly_button": [p.umbilicus_offset_x, torso.y_umb, _surface_z(torso, p.umbilicus_offset_x, torso.y_umb)],
@@ -154,7 +152,14 @@ def make_torso(params: TorsoParams, spacing: float = MESH_SPACING_MM) -> SynthTo
     for side, key in ((1, "left_coracoid"), (-1, "right_coracoid")):
         x, y = side * p.coracoid_x * p.body_scale * p.width_scale, torso.y_sn + p.coracoid_dy
         raw[key] = [x, y, _surface_z(torso, x, y)]
-    analytic = np.array([raw[k] for k in LANDMARK_KEYS])
+    return np.array([raw[k] for k in LANDMARK_KEYS])
+
+
+def make_torso(params: TorsoParams, spacing: float = MESH_SPACING_MM) -> SynthTorso:
+    torso = Torso(params)
+    volumes = fit_volumes(torso)
+    mesh = _mesh(torso, spacing)
+    analytic = analytic_landmarks(torso)
     landmarks, _, _ = trimesh.proximity.closest_point(mesh, analytic)
     lm = Landmarks(landmarks, units="mm")
     folds = {("left" if b.side > 0 else "right"): inframammary_fold(torso, i) for i, b in enumerate(torso.breasts)}

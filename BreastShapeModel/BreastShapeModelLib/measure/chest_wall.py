@@ -73,10 +73,12 @@ class _WallModel:
         return (self.A @ coef).reshape(self.shape)
 
 
-def estimate_chest_wall(rm: RadiusMap, nipples_body: np.ndarray, coracoids_body: np.ndarray | None = None) -> ChestWall:
+def estimate_chest_wall(rm: RadiusMap, nipples_body: np.ndarray, coracoids_body: np.ndarray | None = None,
+                        wall_model=None, method: str = "envelope_pspline") -> ChestWall:
     """Footprints of both breasts and the wall behind them. `nipples_body`, `coracoids_body`: [2, 3] left, right
     (body frame). Above the nipple a footprint stays medial of the coracoid plus AXILLA_MARGIN x the nipple
-    distance (the arm starts there), below it within LATERAL_DEG of the front."""
+    distance (the arm starts there), below it within LATERAL_DEG of the front. `wall_model` (anything with
+    `fit(r, weights) -> wall`, e.g. chest_model.PcaWall) replaces the P-spline."""
     ref = float(np.nanmedian(rm.r))
     U, V = np.meshgrid(rm.theta * ref, rm.y)
     valid = np.isfinite(rm.r)
@@ -92,10 +94,13 @@ def estimate_chest_wall(rm: RadiusMap, nipples_body: np.ndarray, coracoids_body:
             limit = abs(float(coracoids_body[k][0])) + AXILLA_MARGIN * n2n
             reach[k] &= (V < ny[k]) | (np.abs(x_skin) <= limit)
     weights = np.where((dist[0] < START_RADIUS * n2n) | (dist[1] < START_RADIUS * n2n), 0.0, 1.0)
-    model = _WallModel(rm)
+    model = wall_model or _WallModel(rm)
     wall = model.fit(rm.r, weights)
+    # skin standing out of the wall is not wall: anywhere for the P-spline (it follows the skin closely enough to
+    # recover), only where a breast may be for a wall model (one stiff fit low at the side would shed the side)
+    zone = (reach[0] | reach[1]) if wall_model is not None else True
     for _ in range(ROUNDS):
-        new_w = np.where(rm.r - wall > OUTLIER_MM, OUTLIER_WEIGHT, 1.0)
+        new_w = np.where((rm.r - wall > OUTLIER_MM) & zone, OUTLIER_WEIGHT, 1.0)
         new_w = np.where((dist[0] < START_RADIUS * n2n) | (dist[1] < START_RADIUS * n2n), np.minimum(new_w, 1.0),
                          new_w)
         if np.array_equal(new_w, weights):
@@ -116,7 +121,7 @@ def estimate_chest_wall(rm: RadiusMap, nipples_body: np.ndarray, coracoids_body:
                 r0, c0 = near[np.argmin(d)]
                 lab = labels[r0, c0] if d.min() * rm.dy < 0.1 * n2n else 0
         regions[name] = (ndimage.binary_fill_holes(labels == lab) & reach[k]) if lab else np.zeros_like(valid)
-    return ChestWall(wall, regions)
+    return ChestWall(wall, regions, method)
 
 
 def footprint_curve(rm: RadiusMap, region: np.ndarray) -> np.ndarray:

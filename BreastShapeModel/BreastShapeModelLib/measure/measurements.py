@@ -15,6 +15,8 @@ from scipy.spatial import cKDTree
 
 from ..errors import UserError
 from ..landmarks import LANDMARK_NAMES
+from ..options import CHEST_WALL_METHODS
+from .chest_model import PcaWall, axis_depth
 from .chest_wall import estimate_chest_wall, footprint_curve, footprint_region, plane_wall
 from .cylinder import radius_map
 from .frame import L_CORACOID, L_NIPPLE, NAVEL, R_CORACOID, R_NIPPLE, SN, body_frame
@@ -85,7 +87,6 @@ def check_units(mesh: trimesh.Trimesh, landmarks: np.ndarray, where: str) -> Non
         raise UserError(f"{where}: landmarks far from the surface: {', '.join(far)}; are they of this surface?")
 
 
-CHEST_WALL_METHODS = ("footprint_plane", "envelope_pspline")     # the first is the default: better on the bench
 
 
 def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.ndarray | None = None,
@@ -102,12 +103,16 @@ def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.nd
     body.vertices = frame.to_body(mesh.vertices)
     lmb = frame.to_body(lm)
     n2n = float(np.linalg.norm(lmb[L_NIPPLE] - lmb[R_NIPPLE]))
-    axis_z = _axis_z(body, lmb, n2n)
+    if chest_wall not in CHEST_WALL_METHODS:
+        raise UserError(f"unknown chest wall {chest_wall!r} (expected {', '.join(CHEST_WALL_METHODS)})")
+    model_wall = chest_wall == "chest_model"
+    axis_z = axis_depth(n2n) if model_wall else _axis_z(body, lmb, n2n)     # the model's walls use this axis
     y_lo = float(lmb[NAVEL, 1]) * 0.95
     rm = radius_map(body, frame, axis_z, y_lo, 30.0)
     if np.isfinite(rm.r).mean() < 0.3:
         raise UserError(f"{where}: the surface does not cover the chest between the landmarks")
-    cw = estimate_chest_wall(rm, lmb[[L_NIPPLE, R_NIPPLE]], lmb[[L_CORACOID, R_CORACOID]])
+    cw = estimate_chest_wall(rm, lmb[[L_NIPPLE, R_NIPPLE]], lmb[[L_CORACOID, R_CORACOID]],
+                             wall_model=PcaWall(rm, float(-lmb[NAVEL, 1])) if model_wall else None)
     notes = []
     for side, region in cw.regions.items():             # a footprint is what its outline encloses, so a
         if region.any():                                 # written footprint read back measures the same

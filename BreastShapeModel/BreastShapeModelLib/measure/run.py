@@ -11,9 +11,11 @@ from ..workspace import Workspace
 
 
 def measure_file(surface: Path, out: Workspace, landmarks: Path | None = None,
-                 progress: Progress | None = None, footprints: dict | None = None) -> tuple[dict, list]:
+                 progress: Progress | None = None, footprints: dict | None = None,
+                 chest_wall: str | None = None) -> tuple[dict, list]:
     """(measurements.json as written, the files written). `footprints` {"left"/"right": curve file} replace the
-    automatic footprints (a user's edit)."""
+    automatic footprints (a user's edit); `chest_wall` picks the estimator (default: the first of
+    CHEST_WALL_METHODS)."""
     from ..landmarks import read_curve
     from .measurements import measure_surface
     from .report import MEASUREMENTS_JSON, write_measurements
@@ -26,7 +28,8 @@ def measure_file(surface: Path, out: Workspace, landmarks: Path | None = None,
         progress.log(f"measuring {surface.name} ({len(mesh.vertices)} vertices; landmarks from {lm_path.name}; "
                      f"{'with' if support is not None else 'no'} support map)")
     curves = {side: read_curve(path) for side, path in (footprints or {}).items() if path is not None}
-    m = measure_surface(mesh, lms, support, residual, where=str(surface), footprints=curves)
+    m = measure_surface(mesh, lms, support, residual, where=str(surface), footprints=curves,
+                        **({"chest_wall": chest_wall} if chest_wall else {}))
     files = write_measurements(out.root, m, mesh, lms, {"surface": str(surface), "landmarks": str(lm_path),
                                                          "support_map": support is not None,
                                                          "fit_residual_mm": residual,
