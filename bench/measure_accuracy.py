@@ -3,6 +3,7 @@ geodesic (along the skin) distances, with the coverage of the stated 90 % interv
 side by side.
 
     python bench/measure_accuracy.py [--num 8] [--sources generator anny] [--scans] [--videos runs/bench_batch]
+                                     [--true_wall] [--no_exact]
 
 (a) on the exact ground-truth surface with the true landmarks (held-out generator seed, and Anny bodies when
     `anny` is installed); the geodesic check measures the same landmarks on a mesh of the same torso at half the
@@ -180,6 +181,39 @@ def videos(root: Path) -> None:
     summarise(f"(c) video reconstructions in {root}", recs)
 
 
+def true_wall(num: int) -> None:
+    """What the chest wall costs: volumes of generator torsos with their *true* chest wall (the torso without its
+    breasts, on the same radius map), once with the automatic footprint and once with the true one (skin standing
+    0.5 mm out of the true wall on that side), against the side truth."""
+    from BreastShapeModelLib.measure.chest_model import wall_radius
+    from BreastShapeModelLib.measure.chest_wall import estimate_chest_wall, footprint_curve, footprint_region
+    from BreastShapeModelLib.measure.cylinder import radius_map
+    from BreastShapeModelLib.measure.frame import L_CORACOID, L_NIPPLE, NAVEL, R_CORACOID, R_NIPPLE, body_frame
+    from BreastShapeModelLib.measure.measurements import _axis_z
+    recs = {"true wall, automatic footprint": [], "true wall, true footprint": []}
+    for i in range(num):
+        t = synth.generate(i, HELD_OUT_SEED)
+        truth = side_volumes(t.params)
+        frame = body_frame(t.landmarks)
+        body = t.mesh.copy()
+        body.vertices = frame.to_body(t.mesh.vertices)
+        lmb = frame.to_body(t.landmarks)
+        n2n = float(np.linalg.norm(lmb[L_NIPPLE] - lmb[R_NIPPLE]))
+        rm = radius_map(body, frame, _axis_z(body, lmb, n2n), float(lmb[NAVEL, 1]) * 0.95, 30.0)
+        wall = wall_radius(synth.Torso(t.params).chest_field, frame.rotation, frame.origin, rm.axis_z, rm.theta, rm.y)
+        cw = estimate_chest_wall(rm, lmb[[L_NIPPLE, R_NIPPLE]], lmb[[L_CORACOID, R_CORACOID]])
+        left = np.meshgrid(rm.theta, rm.y)[0] > 0
+        for side, mask in (("left", left), ("right", ~left)):
+            auto = footprint_region(rm, footprint_curve(rm, cw.regions[side]))
+            recs["true wall, automatic footprint"].append(
+                {f"{side}_volume_side": (rm.volume_ml(wall, auto), None, truth[side])})
+            recs["true wall, true footprint"].append(
+                {f"{side}_volume_side": (rm.volume_ml(wall, (rm.r - wall > 0.5) & mask), None, truth[side])})
+        print(f"  generator {i}: side truth L/R {truth['left']:.0f}/{truth['right']:.0f} ml", flush=True)
+    for name, r in recs.items():
+        summarise(f"(a) exact surfaces, generator, {name}", r)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--num", type=int, default=8)
@@ -188,9 +222,12 @@ def main() -> None:
     ap.add_argument("--scans", action="store_true")
     ap.add_argument("--no_exact", action="store_true")
     ap.add_argument("--videos", type=Path, default=None)
+    ap.add_argument("--true_wall", action="store_true", help="also measure with each torso's true chest wall")
     args = ap.parse_args()
     if not args.no_exact:
         exact(args.sources, args.num, args.geodesic_check)
+    if args.true_wall:
+        true_wall(args.num)
     if args.scans:
         scans(args.sources, args.num)
     if args.videos:
