@@ -24,7 +24,9 @@ from .geodesic import SkinPaths
 
 Z90 = 1.645
 # 90 % intervals: 1.645 x the errors measured by bench/measure_accuracy.py (standard deviations)
-VOLUME_REL_SD = 0.17            # chest wall and footprint on exact generator surfaces: 13.7 % MAE (footprint plane)
+# the relative error of a volume from its chest wall and footprint, per estimator (bench/measure_accuracy.py, exact
+# generator surfaces: MAE 14.3 % plane, 20.7 % P-spline, 37.2 % chest model)
+VOLUME_REL_SD = {"footprint_plane": 0.17, "envelope_pspline": 0.25, "chest_model": 0.45}
 VOLUME_ABS_SD_ML = 10.0
 UNOBSERVED_WIDEN = 0.5          # + this x the unobserved part of the volume on each side of the interval
 DISTANCE_SD_MM = 2.0            # landmark placement on the surface
@@ -149,7 +151,7 @@ def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.nd
         if unobserved_cells is not None and region.any():
             weights = np.where(region, rm.cell_volumes(cw.wall), 0)
             observed = 1.0 - float((weights * unobserved_cells).sum() / max(weights.sum(), 1e-9))
-        half = Z90 * np.hypot(np.hypot(VOLUME_REL_SD * v, VOLUME_ABS_SD_ML), res_sd * 0.02 * v) + \
+        half = Z90 * np.hypot(np.hypot(VOLUME_REL_SD[chest_wall] * v, VOLUME_ABS_SD_ML), res_sd * 0.02 * v) + \
             UNOBSERVED_WIDEN * (1.0 - observed) * v
         volumes[side] = {"value": round(v, 1), "interval": [round(max(0.0, v - half), 1), round(v + half, 1)],
                          "observed_fraction": round(observed, 3), "footprint_area_cm2": round(_area(rm, region), 1)}
