@@ -22,10 +22,12 @@ from BreastShapeModelLib.errors import UserError
 from BreastShapeModelLib.fileio import atomic_write_text
 
 from .cameras import Camera, Scene, write_cameras_json, write_points_ply
+from .options import SfmOptions
 from .workspace import VideoWorkspace as W
 
 CAMERA_TYPES = ("SIMPLE_RADIAL", "RADIAL", "SIMPLE_PINHOLE", "PINHOLE")
 MIN_REGISTERED_FRACTION = 0.6
+EXHAUSTIVE_MAX_FRAMES = 15             # "auto" matching: every pair up to this many frames, else sequential
 VGGSFM_HELP = (
     "VGGSfM runs in its own Python environment (it needs CUDA, its hub weights and pycolmap 3.10, which conflict "
     "with ours). Set it up once:\n"
@@ -37,15 +39,17 @@ VGGSFM_HELP = (
 
 @dataclass
 class ColmapOptions:
-    camera_type: str = "SIMPLE_RADIAL"
-    shared_camera: bool = True
-    max_image_size: int = 1600
-    max_features: int = 8192
-    peak_threshold: float = 0.002       # COLMAP's 0.0067 finds too few SIFT features on low-contrast skin
-    matching: str = "auto"              # auto | sequential | exhaustive
-    overlap: int = 10
-    threads: int = -1
+    """What `run_colmap` needs; the defaults are the command line's (`SfmOptions`)."""
+    camera_type: str = SfmOptions.camera_type
+    shared_camera: bool = SfmOptions.shared_camera
+    max_image_size: int = SfmOptions.max_image_size
+    max_features: int = SfmOptions.max_features
+    peak_threshold: float = SfmOptions.sift_peak_threshold
+    matching: str = SfmOptions.matching
+    overlap: int = SfmOptions.overlap
+    threads: int = SfmOptions.sfm_threads
     seed: int = 0
+    ba_global_ratio: float = SfmOptions.ba_global_ratio
 
 
 @dataclass
@@ -143,7 +147,8 @@ def run_colmap(image_dir: Path, work_dir: Path, options: ColmapOptions, progress
                                   reader_options=reader, extraction_options=ext, device=pycolmap.Device.cpu)
     times["features"] = time.perf_counter() - t
     t = time.perf_counter()
-    matching = options.matching if options.matching != "auto" else ("exhaustive" if len(names) <= 40 else "sequential")
+    matching = options.matching if options.matching != "auto" else \
+        ("exhaustive" if len(names) <= EXHAUSTIVE_MAX_FRAMES else "sequential")
     with stage(f"sfm: matching ({matching})", total=1.0):
         mopt = pycolmap.FeatureMatchingOptions()
         mopt.num_threads = threads
@@ -163,6 +168,7 @@ def run_colmap(image_dir: Path, work_dir: Path, options: ColmapOptions, progress
             mapper = pycolmap.IncrementalPipelineOptions()
             mapper.num_threads = threads
             mapper.random_seed = options.seed
+            mapper.ba_global_frames_ratio = mapper.ba_global_points_ratio = options.ba_global_ratio
             counter = {"n": 0}
 
             def next_image():

@@ -60,10 +60,11 @@ def frames(ws: W, video: Path, opts: FrameOptions, progress: Progress, include=(
 def sfm(ws: W, opts: SfmOptions, progress: Progress, force: bool = False) -> dict:
     """Structure from motion (pycolmap, VGGSfM, or an imported model) -> cameras.json, points.ply."""
     from . import sfm as S
+    opts.check()
     upstream = ws.step_key("frames")
     fields = ("backend", "camera_type", "shared_camera", "max_image_size", "max_features", "sift_peak_threshold",
-              "matching", "overlap", "query_method", "query_frame_num", "max_query_pts", "num_ba_iterations",
-              "dense_depth")
+              "matching", "overlap", "ba_global_ratio", "query_method", "query_frame_num",
+              "max_query_pts", "num_ba_iterations", "dense_depth")
     key = stamp_of("sfm", {"up": upstream, **{k: getattr(opts, k) for k in fields},
                            "colmap": file_key(opts.import_colmap), "vggsfm": file_key(opts.import_vggsfm)})
     if (done := _reuse(ws, "sfm", key, force)) is not None:
@@ -84,7 +85,8 @@ def sfm(ws: W, opts: SfmOptions, progress: Progress, force: bool = False) -> dic
         result = S.run_colmap(ws.images, ws / W.SFM_DIR,
                               S.ColmapOptions(opts.camera_type, opts.shared_camera, opts.max_image_size,
                                               opts.max_features, opts.sift_peak_threshold, opts.matching,
-                                              opts.overlap, opts.sfm_threads), progress)
+                                              opts.overlap, opts.sfm_threads, ba_global_ratio=opts.ba_global_ratio),
+                              progress)
     rep = S.write_outputs(ws.root, result, n)
     if not rep["valid"]:
         progress.warn("SfM result looks wrong: " + "; ".join(rep["problems"]))
@@ -159,7 +161,8 @@ def align(ws: W, landmarks: Path, opts: AlignOptions, model, progress: Progress,
         doubtful.append({"landmark": LANDMARK_NAMES[i], "weight": round(float(weights[i]), 3),
                          "inconsistent": bool(inconsistent), "reason": reason,
                          "leave_one_out_mm": round(float(loo_mm[i]), 1)})
-        progress.warn(f"landmark '{LANDMARK_NAMES[i]}' down-weighted to {weights[i]:.2f}: {reason}")
+        progress.warn(f"landmark '{LANDMARK_NAMES[i]}' " + ("left out" if weights[i] == 0 else
+                                                             f"down-weighted to {weights[i]:.2f}") + f": {reason}")
     rep = {"landmark_frame": cam.name, "pruning_mode": opts.pruning, "methods": methods, "landmarks": info["per_landmark"], **res.counts,
            "landmark_weights": weights.round(4).tolist(), "landmark_evidence": why, "down_weighted": doubtful, **loo,
            "sfm_to_model": res.to_model.matrix().tolist(),
