@@ -190,9 +190,11 @@ class BreastShapeModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                            self.onFitted)
 
     def onFitted(self, job):
-        model, anchors = job.load_results(slicer.mrmlScene)
+        model, anchors, *proposed = job.load_results(slicer.mrmlScene)
         self.ui.measureSurfaceSelector.setCurrentNode(model)      # ready to measure: the result and its landmarks
         self.ui.measureLandmarksSelector.setCurrentNode(self.ui.landmarksSelector.currentNode() or anchors)
+        if proposed:                                              # found without clicks: to confirm, then Fit
+            self.ui.landmarksSelector.setCurrentNode(proposed[0])
         r = job.report["residuals"]
         put(self.parameters(), "last_result", {"residuals": r, "fit_seconds": job.report["fit_seconds"]})
         message = (f"Fitted in {job.report['fit_seconds']:.0f} s: residual mean {r['mean_mm']:.2f} mm, "
@@ -202,6 +204,10 @@ class BreastShapeModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             message += (f"\nNo landmarks: the torso was found by its shape ({auto['cost_mm']:.1f} mm from the mean "
                         f"torso); the fitted anchors are the landmarks found"
                         f"{'. ANOTHER ORIENTATION FITS ALMOST AS WELL: check the result' if auto['ambiguous'] else ''}.")
+        if proposed:
+            message += ("\nThe landmarks found wait on the scan as 'ProposedLandmarks' (unselected ones: check "
+                        "first" + (": " + "; ".join(job.unsure) if job.unsure else "") + "). Drag any that are off, "
+                        "then press Fit again to use them.")
         return message
 
 

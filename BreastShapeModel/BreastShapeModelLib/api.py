@@ -159,7 +159,24 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
         if lms is not None:           # the given landmarks' distances, in the output frame
             lms_out = rec.scale_mm_per_unit * rec.to_model.apply(lms) if rec.output_frame == "metric" else lms
             report["measurements"] = landmark_distances(lms_out, units)
+        found_file = []
+        if found is not None:         # the landmarks found, back in the input's frame: a --landmarks file for it
+            from .found_landmarks import scan_landmarks_found
+            from .landmarks import write_landmarks
+            model_anchors = rec.anchors / rec.scale_mm_per_unit if rec.output_frame == "metric" else \
+                rec.to_model.apply(rec.anchors)
+            in_input = rec.to_model.inverse().apply(model_anchors)
+            report["landmarks_found"] = {"file": Workspace.FOUND_LANDMARKS, "frame": "input",
+                                         **scan_landmarks_found(in_input, points,
+                                                                rec.scale_mm_per_unit * rec.to_model.scale,
+                                                                found.ambiguous)}
+            found_file = [write_landmarks(in_input, ws / Workspace.FOUND_LANDMARKS,
+                                          units="mm" if rec.output_frame == "metric" else "input")]
+            if progress and report["landmarks_found"]["unsure"]:
+                progress.warn("landmarks found without clicks may be off: " +
+                              "; ".join(report["landmarks_found"]["unsure"]))
         files = write_reconstruction(ws, rec, units, report, support_colors(rec.support, rec.observed), lms_out)
+        files += found_file
         if opts.measure:
             from .measure.run import measure_result
             report["clinical"] = measure_result(ws, progress)

@@ -147,7 +147,9 @@ class FitJob:
         return self
 
     def load_results(self, scene, name: str = "Reconstruction") -> list:
-        """The fitted surface (coloured by `support`: distance to the nearest input point) and its anchors."""
+        """The fitted surface (coloured by `support`: distance to the nearest input point) and its anchors; after
+        a fit without landmarks also the landmarks found, as six named points on the scan (`proposed`, each with
+        its confidence; `unsure`: the reasons to check them), which a second fit takes as its landmarks."""
         result = self.output_dir / "result"
         if not (result / Workspace.FIT_REPORT).is_file():
             raise UserError(f"the fit wrote no results ({self.job.error_message()})")
@@ -159,6 +161,14 @@ class FitJob:
         add_point_scalar(model, "support", np.load(result / Workspace.SUPPORT))
         show_scalar(model, "support")
         anchors = load_markups_node(scene, result / (Workspace.ANCHORS + ".mrk.json"), name + "_anchors", frame=frame)
+        self.proposed = self.unsure = None
+        found = self.report.get("landmarks_found")
+        if found:                     # no landmarks given: those found, on the scan as shown, ready to drag
+            from .found_landmarks import mark_confidence
+            self.proposed = load_markups_node(scene, result / found["file"], "ProposedLandmarks", frame="lps")
+            mark_confidence(self.proposed, found["confidence"])
+            self.unsure = list(found["unsure"])
+            return [model, anchors, self.proposed]
         return [model, anchors]
 
     def cleanup(self) -> None:

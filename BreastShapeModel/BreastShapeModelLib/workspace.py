@@ -38,6 +38,7 @@ class Workspace:
     RECONSTRUCTION = "reconstruction.ply"
     ANCHORS = "reconstruction_anchors"          # + .mrk.json / .csv: where the fitted model puts the landmarks
     LANDMARKS = "reconstruction_landmarks"      # + .mrk.json / .csv: the user's (or video's) landmarks, same frame
+    FOUND_LANDMARKS = "landmarks_found.mrk.json"  # no landmarks given: those found, in the input's own frame
     CODE = "reconstruction_code.npy"
     SUPPORT = "reconstruction_support.npy"      # per vertex: distance to the nearest input point
     FIT_REPORT = "fit_report.json"

@@ -150,7 +150,7 @@ def proposed_frame_landmarks(scene, out_dir: str | Path, browser, sequences_logi
     their frame, which the browser then shows: ready to drag, then saved and reconstructed like clicked ones.
     A point's description holds its confidence; points below CONFIDENT are left unselected (another colour).
     Returns (point list, the reasons to check)."""
-    from .propose import CONFIDENT
+    from BreastShapeModelLib.found_landmarks import mark_confidence
     path = Path(out_dir) / W.PROPOSED
     if not path.is_file():
         raise UserError(f"{path}: no proposed landmarks (run the pipeline without a landmark file first)")
@@ -164,10 +164,9 @@ def proposed_frame_landmarks(scene, out_dir: str | Path, browser, sequences_logi
         sequences_logic.UpdateProxyNodesFromSequences(browser)
     node = place_frame_landmarks(scene, browser, name)
     ras = ras_from_pixels(browser.GetProxyNode(sequence), np.asarray(prop["points"], float))
-    for i, (p, c) in enumerate(zip(ras, prop["confidence"])):
+    for i, p in enumerate(ras):
         node.SetNthControlPointPosition(i, *p)
-        node.SetNthControlPointDescription(i, f"found automatically, confidence {c:.2f}")
-        node.SetNthControlPointSelected(i, c >= CONFIDENT)
+    mark_confidence(node, prop["confidence"])
     return node, list(prop.get("unsure", []))
 
 

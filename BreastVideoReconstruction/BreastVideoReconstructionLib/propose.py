@@ -19,6 +19,7 @@ from scipy.spatial.transform import Rotation
 from BreastShapeModelLib.alignment import Similarity
 from BreastShapeModelLib.auto_align import MAX_COST, rotation_angle, similarity_icp
 from BreastShapeModelLib.errors import UserError
+from BreastShapeModelLib.found_landmarks import CONFIDENT, support_confidence
 from BreastShapeModelLib.landmarks import LANDMARK_NAMES
 
 from .cameras import Camera, Scene
@@ -31,8 +32,6 @@ YAWS_DEG = (-30.0, 0.0, 30.0)      # ICP starts round the camera arc's pose ...
 SCALES = (0.8, 1.0, 1.25)          # ... and round the scale of the cut cloud's spread
 SCAN_SAMPLE, MODEL_SAMPLE = 4000, 1500
 DRIFT_DEG = 35.0                   # the match turned this far from the camera arc's pose: unsure
-SUPPORT_MM = 10.0                  # a proposed landmark this far from any cloud point: low confidence
-CONFIDENT = 0.5                    # below this a landmark is flagged for the user to check
 
 
 @dataclass
@@ -125,7 +124,7 @@ def proposal(cam: Camera, anchors_sfm: np.ndarray, points_sfm: np.ndarray, mm_pe
     gap = cKDTree(points_sfm).query(anchors_sfm)[0] * mm_per_sfm_unit
     seen = (depth > 0) & (pixels[:, 0] >= 0) & (pixels[:, 0] <= cam.width - 1) & (pixels[:, 1] >= 0) & \
         (pixels[:, 1] <= cam.height - 1)
-    conf = np.where(seen, np.exp(-(gap / SUPPORT_MM) ** 2), 0.0)
+    conf = np.where(seen, support_confidence(gap), 0.0)
     found_by = ["the landmark-free fit's anchor, projected"] * 6
     for i, n in zip((2, 3), nipples or ()):
         if n.found:

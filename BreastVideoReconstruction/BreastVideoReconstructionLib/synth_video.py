@@ -75,12 +75,21 @@ def skin_texture(rng: np.random.Generator, size=(1280, 4096), tone=None) -> np.n
     return np.clip(img, 0, 1)
 
 
-def _paint_areola(img, u, v, ru, rv, rng):
+def _paint_areola(img, vertices: np.ndarray, uv: np.ndarray, nipple: np.ndarray, radius: float, rng) -> None:
+    """Darken an areola of `radius` mm and its nipple into the skin texture round `nipple`, by distance on the
+    body: the mesh's own texture coordinates give each texel its point on the skin, so the disc is centred on the
+    nipple, as a real areola is. (A circle drawn in texture space was stretched where the skin runs oblique to the
+    texture's cylinder, towards the midline and under a drooping breast: its dark centre lay 3-5 mm from the
+    nipple on the bench videos, so no detector could find the nipple there.)"""
+    from scipy.interpolate import LinearNDInterpolator
     h, w = img.shape[:2]
-    cx, cy = u * w, (1 - v) * h                 # numpy rows run top-down, texture v bottom-up
-    y0, y1, x0, x1 = int(max(cy - 2 * rv, 0)), int(min(cy + 2 * rv, h)), int(max(cx - 2 * ru, 0)), int(min(cx + 2 * ru, w))
+    near = np.linalg.norm(vertices - nipple, axis=1) < 2.0 * radius
+    tex = np.stack([uv[near, 0] * w, (1 - uv[near, 1]) * h], 1)      # numpy rows run top-down, texture v bottom-up
+    x0, y0 = np.maximum(np.floor(tex.min(0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(tex.max(0)).astype(int) + 1, [w, h])
     yy, xx = np.mgrid[y0:y1, x0:x1]
-    d = np.sqrt(((xx - cx) / ru) ** 2 + ((yy - cy) / rv) ** 2)
+    skin = LinearNDInterpolator(tex, vertices[near])(xx, yy)           # [rows, cols, 3], NaN off the patch
+    d = np.nan_to_num(np.linalg.norm(skin - nipple, axis=-1) / radius, nan=9.0)
     a = np.clip((1.15 - d) / 0.3, 0, 1)[..., None] * 0.55
     nip = np.clip((0.3 - d) / 0.1, 0, 1)[..., None] * 0.25
     dark = np.array([0.62, 0.42, 0.36]) * (1 + _noise(rng, d.shape, 1.5, 0.08))[..., None]
@@ -185,14 +194,8 @@ class Renderer:
         ylim = (mesh.vertices[:, 1].min() - 1, mesh.vertices[:, 1].max() + 1)
         uv = torso_uv(np.asarray(mesh.vertices), ylim)
         skin = skin_texture(rng)
-        th, tw = skin.shape[:2]
         for i in (2, 3):
-            p = landmarks[i]
-            r = rng.uniform(15, 22)
-            u, v = torso_uv(p[None], ylim)[0]
-            ru = r / (2 * np.pi * np.hypot(p[0], p[2])) * tw
-            rv = r / (ylim[1] - ylim[0]) * th
-            _paint_areola(skin, u, v, ru, rv, rng)
+            _paint_areola(skin, np.asarray(mesh.vertices), uv, landmarks[i], rng.uniform(15, 22), rng)
         self._actor(_polydata(mesh.vertices, mesh.faces, uv, mesh.vertex_normals), skin, diffuse=0.85, ambient=0.22,
                     specular=0.06)
         # room: back wall, side walls, floor

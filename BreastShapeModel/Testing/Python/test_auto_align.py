@@ -62,6 +62,10 @@ def test_reconstruct_without_landmarks_finds_the_torso(bundled_model, tmp_path, 
     # the landmarks it found (the fitted anchors, in the scan's frame) sit near the true ones
     found = (read_landmarks(tmp_path / "auto" / "reconstruction_anchors.mrk.json") - shift) @ rotation
     assert np.median(np.linalg.norm(found - t.landmarks, axis=1)) < 25.0
+    # ... and are written as a landmark file for the scan (the same points here: the output is the scan's frame)
+    assert np.allclose(read_landmarks(tmp_path / "auto" / "landmarks_found.mrk.json"),
+                       read_landmarks(tmp_path / "auto" / "reconstruction_anchors.mrk.json"), atol=1e-4)
+    assert len(report["landmarks_found"]["confidence"]) == 6 and report["landmarks_found"]["frame"] == "input"
     # taking the rotated scan as it is (the old behaviour) cannot fit it
     r = cli(LIB, "reconstruct", tmp_path / "scan.xyz", "--output_dir", tmp_path / "as_is", "--orientation", "as_is",
             *fast)
@@ -75,3 +79,26 @@ def test_a_box_is_not_a_torso(tmp_path, cli):
     r = cli(LIB, "reconstruct", tmp_path / "box.xyz", "--output_dir", tmp_path / "out", "--progress", "none")
     assert r.returncode == 2 and "no torso found" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out" / "reconstruction.ply").exists()
+
+
+def test_a_metric_fit_without_landmarks_writes_the_found_ones_in_the_scans_frame(bundled_model, tmp_path, cli):
+    """With the nipple distance the result is in millimetres in the model's frame; the landmarks found still come
+    back in the scan's own frame, so they can be checked on it and given as --landmarks for it."""
+    rotation = Rotation.from_euler("xyz", [-70, 10, 40], degrees=True).as_matrix()
+    shift = np.array([-300.0, 800.0, 40.0])
+    t = _torso_files(tmp_path, rotation, shift)
+    n2n = float(np.linalg.norm(t.landmarks[2] - t.landmarks[3]))
+    r = cli(LIB, "reconstruct", tmp_path / "scan.xyz", "--output_dir", tmp_path / "metric", "--nipple_to_nipple_dist",
+            f"{n2n:.2f}", "--iterations", "150", "--voxel_resolution", "48", "--progress", "none")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "metric" / "fit_report.json").read_text())
+    assert report["output_frame"] == "metric" and report["landmarks_found"]["file"] == "landmarks_found.mrk.json"
+    in_scan = read_landmarks(tmp_path / "metric" / "landmarks_found.mrk.json")
+    assert np.median(np.linalg.norm((in_scan - shift) @ rotation - t.landmarks, axis=1)) < 30.0
+    anchors = read_landmarks(tmp_path / "metric" / "reconstruction_anchors.mrk.json")     # model frame, mm
+    assert np.median(np.linalg.norm(anchors - (t.landmarks @ rotation.T + shift), axis=1)) > 100.0
+    # the found file is a landmark file for the scan
+    r = cli(LIB, "reconstruct", tmp_path / "scan.xyz", "--output_dir", tmp_path / "again", "--landmarks",
+            tmp_path / "metric" / "landmarks_found.mrk.json", "--iterations", "50", "--voxel_resolution", "32",
+            "--progress", "none")
+    assert r.returncode == 0, r.stderr

@@ -81,3 +81,48 @@ def test_sample_scan_fits_as_in_the_module_self_test(tmp_path):
         assert np.median(d) < 20.0 and d.max() < 50.0, d
     finally:
         job.cleanup()
+
+
+def test_fit_without_landmarks_proposes_them_on_the_scan_and_a_second_fit_accepts_them(tmp_path):
+    """Issue 15, a scan in Slicer: a fit without landmarks leaves the six landmarks it found on the scan as named
+    points (confidence in each description), and the Fit again takes them as its landmarks."""
+    from scipy.spatial.transform import Rotation
+    from BreastShapeModelLib import synth
+    from BreastShapeModelLib.mrml_io import markups_positions
+    t = synth.generate(0, 777_004, 2.5)
+    rotation = Rotation.from_euler("xyz", [80, 20, -30], degrees=True).as_matrix()
+    mesh = t.mesh.copy()
+    mesh.vertices = np.asarray(mesh.vertices) @ rotation.T + [100.0, -300.0, 50.0]
+    scene = slicer.vtkMRMLScene()
+    scan = load_model_node(scene, write_mesh(mesh, tmp_path / "scan.ply"), "scan", frame="lps")
+    fast = ScanOptions(iterations=300, voxel_resolution=64)
+    job = FitJob(FitRequest(ModelChoice(device="cpu"), input_path="", options=fast), input_node=scan).start()
+    try:
+        assert job.job.wait(timeout=600) == 0, job.job.error_message()
+        nodes = job.load_results(scene)
+        assert len(nodes) == 3 and nodes[2] is job.proposed
+        proposed = job.proposed
+        assert [proposed.GetNthControlPointLabel(i) for i in range(6)] == list(LANDMARK_NAMES)
+        assert all("confidence" in proposed.GetNthControlPointDescription(i) for i in range(6))
+        conf = job.report["landmarks_found"]["confidence"]
+        assert [bool(proposed.GetNthControlPointSelected(i)) for i in range(6)] == [c >= 0.5 for c in conf]
+        # on the scan as shown: the points (RAS) sit near the true landmarks moved with the scan
+        truth_ras = to_ras(t.landmarks @ rotation.T + [100.0, -300.0, 50.0], "lps")
+        got, _ = markups_positions(proposed)
+        assert np.median(np.linalg.norm(got - truth_ras, axis=1)) < 25.0
+    finally:
+        job.cleanup()
+    # Accept: the proposed points (one dragged onto the true nipple) are the second fit's landmarks
+    proposed.SetNthControlPointPosition(2, *truth_ras[2])
+    again = FitJob(FitRequest(ModelChoice(device="cpu"), input_path="", options=ScanOptions(iterations=100,
+                                                                                          voxel_resolution=48)),
+                   input_node=scan, landmarks_node=proposed).start()
+    try:
+        assert again.job.wait(timeout=600) == 0, again.job.error_message()
+        nodes = again.load_results(scene)
+        assert len(nodes) == 2 and again.proposed is None
+        assert "landmarks_found" not in again.report and "auto_alignment" not in again.report
+        given = np.loadtxt(again.output_dir / "result" / "reconstruction_landmarks.csv", delimiter=",")
+        assert np.linalg.norm(given[2] - (t.landmarks[2] @ rotation.T + [100.0, -300.0, 50.0])) < 0.01
+    finally:
+        again.cleanup()
