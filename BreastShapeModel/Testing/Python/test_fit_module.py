@@ -95,7 +95,7 @@ def test_fit_without_landmarks_proposes_them_on_the_scan_and_a_second_fit_accept
     mesh.vertices = np.asarray(mesh.vertices) @ rotation.T + [100.0, -300.0, 50.0]
     scene = slicer.vtkMRMLScene()
     scan = load_model_node(scene, write_mesh(mesh, tmp_path / "scan.ply"), "scan", frame="lps")
-    fast = ScanOptions(iterations=300, voxel_resolution=64)
+    fast = ScanOptions(iterations=200, voxel_resolution=48)
     job = FitJob(FitRequest(ModelChoice(device="cpu"), input_path="", options=fast), input_node=scan).start()
     try:
         assert job.job.wait(timeout=600) == 0, job.job.error_message()
@@ -114,9 +114,9 @@ def test_fit_without_landmarks_proposes_them_on_the_scan_and_a_second_fit_accept
         job.cleanup()
     # Accept: the proposed points (one dragged onto the true nipple) are the second fit's landmarks
     proposed.SetNthControlPointPosition(2, *truth_ras[2])
-    again = FitJob(FitRequest(ModelChoice(device="cpu"), input_path="", options=ScanOptions(iterations=100,
-                                                                                          voxel_resolution=48)),
-                   input_node=scan, landmarks_node=proposed).start()
+    accept = FitRequest(ModelChoice(device="cpu"), input_path="",
+                        options=ScanOptions(iterations=60, voxel_resolution=32))
+    again = FitJob(accept, input_node=scan, landmarks_node=proposed).start()
     try:
         assert again.job.wait(timeout=600) == 0, again.job.error_message()
         nodes = again.load_results(scene)
