@@ -1,7 +1,7 @@
 """Video pipeline on synthetic 1080p videos: time per step and end to end, registered frames, points on the torso,
 breast-region surface error against the ground truth (mm), metric scale error with and without the nipple distance.
 
-    python bench/video_pipeline.py --work runs/bench_video --seeds 11 12 13
+    python bench/video_pipeline.py --work runs/bench_video --seeds 11 12 13 [--source anny]
 
 Videos are rendered once (synth-video, 6 s at 30 fps, 2 px landmark noise) and reused. Each video is run twice:
 with the measured nipple-to-nipple distance, and with the model's average scale (only the fit is redone).
@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1920)
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--duration", type=float, default=6.0)
+    ap.add_argument("--source", default="generator", help="anatomy of the rendered torsos: generator or anny")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more options for run")
     a = ap.parse_args()
     rows = []
@@ -65,7 +66,7 @@ def main() -> None:
         vid = a.work / f"video_{seed}"
         if not (vid / "video.json").exists():
             t = sh("synth-video", "--output_dir", vid, "--seed", seed, "--width", a.width, "--height", a.height,
-                   "--duration", a.duration, "--landmark_noise", 2.0)
+                   "--duration", a.duration, "--landmark_noise", 2.0, "--source", a.source)
             print(f"seed {seed}: rendered in {t:.0f} s", flush=True)
         truth = vid / "truth"
         n2n = float(np.linalg.norm(np.diff(read_landmarks(truth / "landmarks.txt")[2:4], axis=0)))
