@@ -35,7 +35,8 @@ class BreastShapeModel(ScriptedLoadableModule):
             "Sample the liRBSM neural parametric breast shape model (bundled model, or an official liRBSM "
             "checkpoint with its config and average anchors) and load shapes with their six anatomical anchors "
             "(sternal notch, belly button, left/right nipple, left/right coracoid); fit it to a scan (with six "
-            "landmarks, or without: the torso is then found by its shape); measure a surface (footprints as "
+            "landmarks, or without: the torso is then found by its shape and the landmarks found wait on the scan "
+            "to drag and accept with a second Fit); measure a surface (footprints as "
             "editable curves, chest wall, volume per side, tape distances, a table with 90 % intervals; "
             "experimental) and compare two visits (signed distance map, volume changes). Heavy work runs in a "
             "background process: Slicer stays responsive and the job can be cancelled.")

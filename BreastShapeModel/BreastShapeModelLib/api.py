@@ -163,9 +163,8 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
         if found is not None:         # the landmarks found, back in the input's frame: a --landmarks file for it
             from .found_landmarks import scan_landmarks_found
             from .landmarks import write_landmarks
-            model_anchors = rec.anchors / rec.scale_mm_per_unit if rec.output_frame == "metric" else \
-                rec.to_model.apply(rec.anchors)
-            in_input = rec.to_model.inverse().apply(model_anchors)
+            in_input = rec.to_model.inverse().apply(rec.anchors / rec.scale_mm_per_unit) \
+                if rec.output_frame == "metric" else rec.anchors
             report["landmarks_found"] = {"file": Workspace.FOUND_LANDMARKS, "frame": "input",
                                          **scan_landmarks_found(in_input, points,
                                                                 rec.scale_mm_per_unit * rec.to_model.scale,
