@@ -4,8 +4,9 @@ model never trained on, each scan turned to a random orientation and moved.
 
 Per torso: 20,000 surface points with 1 mm noise. Printed: the breast-region surface error (truth points within
 90 mm of a nipple, front-facing, to the fitted surface, in the scan's own frame) with clicks and without, their
-difference, the error of the landmarks found (the fitted anchors) against the true landmarks, and the alignment's
-cost and runner-up (how sure the orientation was).
+difference, the error of the landmarks found (the fitted anchors made symmetric, `symmetric_landmarks`) against the
+true landmarks, and the alignment's cost and runner-up (how sure the orientation was; an ambiguous one is fitted
+from both orientations and the closer fit kept, `fit_found_torso`, as `reconstruct` does).
 
     python bench/auto_landmarks.py [--num 5] [--sources generator anny] [--resolution 128]
 """
@@ -22,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastShapeModel"))
 sys.path.insert(0, str(ROOT / "bench"))
 from BreastShapeModelLib import ShapeModel, synth  # noqa: E402
-from BreastShapeModelLib.api import find_torso  # noqa: E402
+from BreastShapeModelLib.api import find_torso, fit_found_torso  # noqa: E402
+from BreastShapeModelLib.found_landmarks import symmetric_landmarks  # noqa: E402
 from BreastShapeModelLib.options import AUTO_LATENT_WEIGHT, ScanOptions  # noqa: E402
 from BreastShapeModelLib.reconstruct import reconstruct  # noqa: E402
 from BreastShapeModelLib.surface_distance import point_to_mesh_distance  # noqa: E402
@@ -63,23 +65,26 @@ def main():
             auto_settings = opts.settings(AUTO_LATENT_WEIGHT, with_landmarks=False)     # what run_scan uses
             found = find_torso(model, scan, f"{source} {i}")
             seconds = time.perf_counter() - t0
-            auto = reconstruct(model, scan, None, auto_settings, args.resolution, to_model=found.to_model)
+            auto, ambiguous, tried = fit_found_torso(
+                lambda to_model: reconstruct(model, scan, None, auto_settings, args.resolution, to_model=to_model),
+                found)
+            landmarks, _ = symmetric_landmarks(auto.mesh, auto.anchors, auto.support <= auto.observed)
             errs = []
             for rec in (with_clicks, auto):
                 mesh = rec.mesh.copy()
                 mesh.vertices = (np.asarray(mesh.vertices) - shift) @ rot
                 errs.append(float(point_to_mesh_distance(region, mesh).mean()))
-            lm_err = np.linalg.norm((auto.anchors - shift) @ rot - t.landmarks, axis=1)
+            lm_err = np.linalg.norm((landmarks - shift) @ rot - t.landmarks, axis=1)
             rows.append({"source": source, "clicks": errs[0], "auto": errs[1], "lm": lm_err,
-                         "ambiguous": found.ambiguous, "cost": found.cost * model.mm_per_unit,
+                         "ambiguous": ambiguous, "refitted": bool(tried), "cost": found.cost * model.mm_per_unit,
                          "runner": found.runner_up_cost * model.mm_per_unit, "seconds": seconds})
             print(f"  {source} {i}: breast region {errs[0]:.2f} mm with clicks, {errs[1]:.2f} mm without "
                   f"({errs[1] - errs[0]:+.2f}); landmarks found {np.round(lm_err, 1)} mm; alignment "
                   f"{rows[-1]['cost']:.1f} mm (next orientation {rows[-1]['runner']:.1f} mm"
-                  f"{', AMBIGUOUS' if found.ambiguous else ''}, {seconds:.1f} s)",
+                  f"{', both orientations fitted' if tried else ''}{', AMBIGUOUS' if ambiguous else ''}, {seconds:.1f} s)",
                   flush=True)
     print("\n| source | n | breast-region error, clicks | without landmarks | difference (mean, worst) | "
-          "landmarks found: nipples / others (median) | flagged ambiguous | alignment time |")
+          "landmarks found: nipples / others (median) | both orientations fitted / still ambiguous | alignment time |")
     print("|---|---|---|---|---|---|---|---|")
     for source in args.sources:
         r = [x for x in rows if x["source"] == source]
@@ -88,7 +93,7 @@ def main():
         print(f"| {source} | {len(r)} | {np.mean([x['clicks'] for x in r]):.2f} mm | "
               f"{np.mean([x['auto'] for x in r]):.2f} mm | {diff.mean():+.2f} / {diff.max():+.2f} mm | "
               f"{np.median(lm[:, 2:4]):.1f} / {np.median(lm[:, [0, 1, 4, 5]]):.1f} mm | "
-              f"{sum(x['ambiguous'] for x in r)} | {np.mean([x['seconds'] for x in r]):.1f} s |")
+              f"{sum(x['refitted'] for x in r)} / {sum(x['ambiguous'] for x in r)} | {np.mean([x['seconds'] for x in r]):.1f} s |")
 
 
 if __name__ == "__main__":

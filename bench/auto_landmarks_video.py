@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from BreastShapeModelLib.landmarks import read_landmarks
+from BreastShapeModelLib.landmarks import LANDMARK_NAMES, read_landmarks
 from BreastVideoReconstructionLib.evaluate import evaluate
 
 MOD = "BreastVideoReconstructionLib"
@@ -81,7 +81,7 @@ def main():
         row = {"seed": seed, "clicked_mm": c["surface_error_mm"]["mean"], "auto_mm": m["surface_error_mm"]["mean"],
                "clicked_scale_pct": c["scale_error_pct"], "auto_scale_pct": m["scale_error_pct"],
                "px_nipples": px[2:4].tolist(), "px_others": px[[0, 1, 4, 5]].tolist(),
-               "anchor_mm": m["anchor_error_mm"], "torso_match": rep["torso_match"],
+               "anchor_mm": m["anchor_error_mm"], "landmark_mm": m["landmark_error_mm"], "torso_match": rep["torso_match"],
                "unsure": rep["proposed_landmarks"]["unsure"]}
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -92,6 +92,13 @@ def main():
         print(f"| seed {r['seed']} | {r['clicked_mm']:.2f} mm / {r['clicked_scale_pct']:+.2f} % | {r['auto_mm']:.2f} mm / "
               f"{r['auto_scale_pct']:+.2f} % | {r['auto_mm'] - r['clicked_mm']:+.2f} mm | "
               f"{np.median(r['px_nipples']):.0f} / {np.median(r['px_others']):.0f} | {len(r['unsure'])} |")
+    px = np.array([[*r["px_others"][:2], *r["px_nipples"], *r["px_others"][2:]] for r in rows])
+    mm, fitted = np.array([r["landmark_mm"] for r in rows]), np.array([r["anchor_mm"] for r in rows])
+    print("\n| landmark | pixels, median / 95th percentile | found, 3D error median | the fitted anchor's |\n"
+          "|---|---|---|---|")
+    for i, name in enumerate(LANDMARK_NAMES):
+        print(f"| {name} | {np.median(px[:, i]):.0f} / {np.percentile(px[:, i], 95):.0f} px | "
+              f"{np.median(mm[:, i]):.1f} mm | {np.median(fitted[:, i]):.1f} mm |")
     d = [r["auto_mm"] - r["clicked_mm"] for r in rows]
     print(f"mean difference {np.mean(d):+.2f} mm (target within 0.3 mm); nipples {np.median([p for r in rows for p in r['px_nipples']]):.0f} px "
           f"median (target 8), others {np.median([p for r in rows for p in r['px_others']]):.0f} px (target 20)")

@@ -93,6 +93,27 @@ def find_torso(model, points, where: str, progress: Progress | None = None):
     return found
 
 
+SETTLED_RATIO = 1.2          # an ambiguous orientation is settled when the other's fit leaves this x the residual
+
+
+def fit_found_torso(fit, found, progress: Progress | None = None):
+    """Fit from the orientation the landmark-free alignment found (`fit(to_model)` -> Reconstruction); when another
+    orientation matched the mean torso almost as well, fit from it too and keep the one whose fitted surface lies
+    closer to the scan (bench/auto_landmarks.py: the one ambiguous torso's wrong pose cost +1.8 mm). ->
+    (reconstruction, still ambiguous, what was tried)."""
+    rec = fit(found.to_model)
+    if not found.ambiguous or len(found.candidates) < 2:
+        return rec, found.ambiguous, []
+    if progress:
+        progress.log("another orientation matches the mean torso almost as well: fitting from it too")
+    other = fit(found.candidates[1][1])
+    tried = [{"alignment_cost": round(float(c), 5), "residual_mean": round(r.residuals["mean"], 4)}
+             for (c, _), r in zip(found.candidates[:2], (rec, other))]
+    low, high = sorted((rec.residuals["mean"], other.residuals["mean"]))
+    best = rec if rec.residuals["mean"] <= other.residuals["mean"] else other
+    return best, high < SETTLED_RATIO * low, tried
+
+
 def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | None = None,
              options: ScanOptions | None = None, model=None, progress: Progress | None = None,
              force: bool = False) -> RunResult:
@@ -135,11 +156,17 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
         settings = opts.settings(latent, with_landmarks=lms is not None)
         t0 = time.perf_counter()
         found = find_torso(net, points, str(input), progress) if auto else None
-        rec = reconstruct_with_progress(progress, "fit", opts.iterations, net, points, lms, settings,
-                                        opts.voxel_resolution, metrical, opts.nipple_to_nipple_dist,
-                                        chunk_size=opts.chunk_size, meshing=opts.meshing,
-                                        to_model=found.to_model if found else None)
-        if found is not None and found.ambiguous:
+
+        def fit(to_model=None):
+            return reconstruct_with_progress(progress, "fit", opts.iterations, net, points, lms, settings,
+                                             opts.voxel_resolution, metrical, opts.nipple_to_nipple_dist,
+                                             chunk_size=opts.chunk_size, meshing=opts.meshing, to_model=to_model)
+        ambiguous, tried = False, []
+        if found is not None:
+            rec, ambiguous, tried = fit_found_torso(fit, found, progress)
+        else:
+            rec = fit()
+        if ambiguous:
             rec.warnings.append("the torso's orientation was found without landmarks but another orientation fits "
                                 "almost as well: check the result, or give --landmarks")
         if not rec.self_check["passed"]:
@@ -147,8 +174,9 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
         units = "mm" if rec.output_frame == "metric" else "input"
         report = {"input": str(input), "input_kind": kind, "input_points": int(len(points)),
                   "landmarks": str(landmarks) if landmarks else
-                  ("found automatically: the fitted anchors" if found else None), "model": net.describe(),
-                  **({"auto_alignment": found.report(net.mm_per_unit)} if found else {}),
+                  ("found automatically: the fitted anchors, made symmetric" if found else None), "model": net.describe(),
+                  **({"auto_alignment": {**found.report(net.mm_per_unit), "ambiguous": ambiguous,
+                                         **({"orientations_fitted": tried} if tried else {})}} if found else {}),
                   **fit_report(rec, units, opts.voxel_resolution), "settings": vars(settings), "options": as_dict(opts),
                   "input_to_model": rec.to_model.matrix().tolist(),
                   "support_colors": "green: an input point within 2 local sample spacings (observed); red: "
@@ -161,14 +189,18 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
             report["measurements"] = landmark_distances(lms_out, units)
         found_file = []
         if found is not None:         # the landmarks found, back in the input's frame: a --landmarks file for it
-            from .found_landmarks import scan_landmarks_found
+            from .found_landmarks import scan_landmarks_found, symmetric_landmarks
             from .landmarks import write_landmarks
-            in_input = rec.to_model.inverse().apply(rec.anchors / rec.scale_mm_per_unit) \
-                if rec.output_frame == "metric" else rec.anchors
+            found_out, report["symmetry_plane"] = symmetric_landmarks(rec.mesh, rec.anchors,
+                                                                      rec.support <= rec.observed)
+            in_input = rec.to_model.inverse().apply(found_out / rec.scale_mm_per_unit) \
+                if rec.output_frame == "metric" else found_out
+            lms_out = found_out                     # measured like given landmarks, and written beside the surface
+            report["measurements"] = landmark_distances(lms_out, units)
             report["landmarks_found"] = {"file": Workspace.FOUND_LANDMARKS, "frame": "input",
                                          **scan_landmarks_found(in_input, points,
                                                                 rec.scale_mm_per_unit * rec.to_model.scale,
-                                                                found.ambiguous)}
+                                                                ambiguous)}
             found_file = [write_landmarks(in_input, ws / Workspace.FOUND_LANDMARKS,
                                           units="mm" if rec.output_frame == "metric" else "input")]
             if progress and report["landmarks_found"]["unsure"]:

@@ -2,7 +2,8 @@
 (they were 8-54 mm off on the bench videos), the areola and the nipple show in the pictures.
 
 Two steps from the fitted anchor: (1) in the SfM cloud, the colour-weighted centre of the darkest points nearby
-(the areola is darker than the skin round it), repeated as a mean shift; (2) on every frame, the likeliest nipple
+(the areola is darker than the skin round it), repeated as a mean shift, and the anchor itself (a shadow under the
+breast can win the mean shift); (2) from each of the two, on every frame, the likeliest nipple
 within an areola's radius of that point (a dark nipple-sized spot at the centre of a reddish areola-sized disc),
 and a RANSAC triangulation of those spots, so that frames where a fold, a shadow or the breast's outline won do
 not count. The triangulated point is the nipple
@@ -39,10 +40,12 @@ class NippleFind:
     frames: int                # frames searched
     reprojection_px: float     # worst agreeing frame's distance to the triangulated point
     moved_mm: float            # from the fitted anchor
+    start: str = ""            # where the search that won began: "darker centre" or "fitted anchor"
 
     def report(self) -> dict:
         return {"found": self.found, "views": self.views, "frames": self.frames,
-                "reprojection_px": round(self.reprojection_px, 1), "moved_mm": round(self.moved_mm, 1)}
+                "reprojection_px": round(self.reprojection_px, 1), "moved_mm": round(self.moved_mm, 1),
+                "start": self.start}
 
 
 def darker_centre(start: np.ndarray, points: np.ndarray, luminance: np.ndarray, tree: cKDTree,
@@ -124,9 +127,8 @@ def find_nipples(anchors: np.ndarray, points: np.ndarray, colors: np.ndarray, ca
         img = cv2.imread(str(Path(image_dir) / c.name))
         if img is not None:
             images[c.name] = img
-    out = []
-    for anchor in np.asarray(anchors, float)[2:4]:
-        X, agree, worst, searched = darker_centre(anchor, points, luminance, tree, mm_per_unit), [], np.inf, 0
+    def search(anchor: np.ndarray, start: np.ndarray, name: str) -> NippleFind:
+        X, agree, worst, searched = start, [], np.inf, 0
         for _ in range(ROUNDS):
             seen = [(c, s[0]) for c in cams if c.name in images
                     and (s := nipple_spot(images[c.name], c, X, mm_per_unit)) is not None]
@@ -138,5 +140,13 @@ def find_nipples(anchors: np.ndarray, points: np.ndarray, colors: np.ndarray, ca
             X, agree, worst = got
         moved = float(np.linalg.norm(X - anchor) * mm_per_unit)
         found = len(agree) >= MIN_VIEWS and moved <= MAX_MOVE_MM
-        out.append(NippleFind(X if found else anchor.copy(), found, len(agree), searched, float(worst), moved))
+        return NippleFind(X if found else anchor.copy(), found, len(agree), searched, float(worst), moved, name)
+
+    out = []
+    for anchor in np.asarray(anchors, float)[2:4]:
+        # from the darker centre (the anchor may be far off) and from the anchor itself (shadows, a fold or a
+        # dark areola's edge can pull the darker centre away): the search most frames agree on wins
+        tries = [search(anchor, darker_centre(anchor, points, luminance, tree, mm_per_unit), "darker centre"),
+                 search(anchor, anchor, "fitted anchor")]
+        out.append(max(tries, key=lambda n: (n.found, n.views, -n.reprojection_px)))
     return out

@@ -19,7 +19,7 @@ from scipy.spatial.transform import Rotation
 from BreastShapeModelLib.alignment import Similarity
 from BreastShapeModelLib.auto_align import MAX_COST, rotation_angle, similarity_icp
 from BreastShapeModelLib.errors import UserError
-from BreastShapeModelLib.found_landmarks import CONFIDENT, support_confidence
+from BreastShapeModelLib.found_landmarks import CONFIDENT, FOUND_BY, support_confidence
 from BreastShapeModelLib.landmarks import LANDMARK_NAMES
 
 from .cameras import Camera, Scene
@@ -125,7 +125,7 @@ def proposal(cam: Camera, anchors_sfm: np.ndarray, points_sfm: np.ndarray, mm_pe
     seen = (depth > 0) & (pixels[:, 0] >= 0) & (pixels[:, 0] <= cam.width - 1) & (pixels[:, 1] >= 0) & \
         (pixels[:, 1] <= cam.height - 1)
     conf = np.where(seen, support_confidence(gap), 0.0)
-    found_by = ["the landmark-free fit's anchor, projected"] * 6
+    found_by = [f"{how}, projected" for how in FOUND_BY]
     for i, n in zip((2, 3), nipples or ()):
         if n.found:
             conf[i] = float(seen[i]) * min(1.0, n.views / (2.0 * MIN_VIEWS))

@@ -323,9 +323,11 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
     out_from_model = np.diag([rec.scale_mm_per_unit] * 3 + [1.0]) if metrical else np.linalg.inv(rec.to_model.matrix())
     out_from_aligned = out_from_model @ rec.to_model.matrix()
     if auto:                                     # the fitted anchors, with the nipples found on the skin
+        from BreastShapeModelLib.found_landmarks import symmetric_landmarks
         landmarks_out = rec.anchors.copy()
         if lms is not None:
             landmarks_out[2:4] = lms[2:4] @ out_from_aligned[:3, :3].T + out_from_aligned[:3, 3]
+        landmarks_out, symmetry = symmetric_landmarks(rec.mesh, landmarks_out, rec.support <= rec.observed)
     else:
         landmarks_out = lms @ out_from_aligned[:3, :3].T + out_from_aligned[:3, 3]
     report = {**fit_report(rec, units, opts.voxel_resolution), "pruning": name,
@@ -344,7 +346,9 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
         prop = _write_proposal(ws, align_rep, found_sfm, rec.scale_mm_per_unit, nipples, progress)
         seen = lms is not None
         report["landmarks"] = "found automatically: " + ("the nipples on the skin, the others the fitted anchors"
-                                                         if seen else "the fitted anchors")
+                                                         if seen else "the fitted anchors") + \
+            " made symmetric about the body's plane of symmetry"
+        report["symmetry_plane"] = symmetry
         report["nipples_found"] = [n.report() for n in nipples]
         if metrical:
             report["scale_source"] = "nipple_to_nipple (nipples found on the frames)" if seen else \

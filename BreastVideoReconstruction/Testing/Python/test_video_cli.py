@@ -605,6 +605,9 @@ def test_run_without_landmarks_matches_ground_truth(result, video, tmp_path, cli
     assert m["surface_error_mm"]["mean"] < max(2.5, result["clean_error_mm"] + 1.0), m
     assert abs(m["scale_error_pct"]) < 5.0, m
     assert max(m["landmark_error_mm"][2:4]) < 15.0, m     # the nipples found (the fitted anchors alone: 8-54 mm off)
+    # the other four made symmetric about the surface's plane of symmetry (a mirror gap of a few mm on a torso)
+    assert fit["symmetry_plane"]["mirror_gap"] < 5.0 and "symmetric" in fit["landmarks"], fit["symmetry_plane"]
+    assert max(m["landmark_error_mm"][i] for i in (0, 1, 4, 5)) < 40.0, m
     prop = json.loads((out / "landmarks_proposed.json").read_text())
     assert len(prop["points"]) == 6 and len(prop["confidence"]) == 6 and prop["image"].endswith(".png")
     assert (out / "landmarks_proposed.png").stat().st_size > 10000
