@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--duration", type=float, default=6.0)
     ap.add_argument("--source", default="generator", help="anatomy of the rendered torsos: generator or anny")
+    ap.add_argument("--motion_blur", type=int, default=1, help="sub-frames averaged per rendered frame (1: none)")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more options for run")
     a = ap.parse_args()
     rows = []
@@ -66,7 +67,8 @@ def main() -> None:
         vid = a.work / f"video_{seed}"
         if not (vid / "video.json").exists():
             t = sh("synth-video", "--output_dir", vid, "--seed", seed, "--width", a.width, "--height", a.height,
-                   "--duration", a.duration, "--landmark_noise", 2.0, "--source", a.source)
+                   "--duration", a.duration, "--landmark_noise", 2.0, "--source", a.source,
+                   "--motion_blur", a.motion_blur)
             print(f"seed {seed}: rendered in {t:.0f} s", flush=True)
         truth = vid / "truth"
         n2n = float(np.linalg.norm(np.diff(read_landmarks(truth / "landmarks.txt")[2:4], axis=0)))
