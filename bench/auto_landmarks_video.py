@@ -61,6 +61,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("runs/bench_video"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13])
+    ap.add_argument("--auto_name", default="auto", help="folder name prefix of the landmark-free runs")
+    ap.add_argument("--auto_extra", nargs=argparse.REMAINDER, default=[],
+                    help="more options for the landmark-free runs only (e.g. --latent_weight 0.005)")
     a = ap.parse_args()
     rows = []
     for seed in a.seeds:
@@ -69,12 +72,13 @@ def main():
             raise SystemExit(f"{src}: no SfM result; run bench/video_pipeline.py --seeds {seed} first")
         truth = vid / "truth"
         n2n = f"{float(np.linalg.norm(np.diff(read_landmarks(truth / 'landmarks.txt')[2:4], axis=0))):.2f}"
-        clicked, auto = a.work / f"clicked_{seed}", a.work / f"auto_{seed}"
-        reuse_sfm(src, clicked)
-        run(vid / "video.mp4", "--landmarks", vid / "landmarks.json", "--output_dir", clicked,
-            "--nipple_to_nipple_dist", n2n)
+        clicked, auto = a.work / f"clicked_{seed}", a.work / f"{a.auto_name}_{seed}"
+        if not (clicked / ".steps" / "fit.json").exists() or a.auto_name == "auto":
+            reuse_sfm(src, clicked)
+            run(vid / "video.mp4", "--landmarks", vid / "landmarks.json", "--output_dir", clicked,
+                "--nipple_to_nipple_dist", n2n)
         reuse_sfm(src, auto)
-        run(vid / "video.mp4", "--output_dir", auto, "--nipple_to_nipple_dist", n2n)
+        run(vid / "video.mp4", "--output_dir", auto, "--nipple_to_nipple_dist", n2n, *a.auto_extra)
         c, m = evaluate(clicked, truth), evaluate(auto, truth)
         px = pixel_errors(auto, truth)
         rep = json.loads((auto / "report.json").read_text())
