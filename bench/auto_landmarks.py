@@ -81,10 +81,12 @@ def main():
             print(f"  {source} {i}: breast region {errs[0]:.2f} mm with clicks, {errs[1]:.2f} mm without "
                   f"({errs[1] - errs[0]:+.2f}); landmarks found {np.round(lm_err, 1)} mm; alignment "
                   f"{rows[-1]['cost']:.1f} mm (next orientation {rows[-1]['runner']:.1f} mm"
-                  f"{', both orientations fitted' if tried else ''}{', AMBIGUOUS' if ambiguous else ''}, {seconds:.1f} s)",
+                  f"{', both orientations fitted' if tried else ''}{', AMBIGUOUS' if ambiguous else ''}, "
+                  f"{seconds:.1f} s)",
                   flush=True)
     print("\n| source | n | breast-region error, clicks | without landmarks | difference (mean, worst) | "
-          "landmarks found: nipples / others (median) | both orientations fitted / still ambiguous | alignment time |")
+          "landmarks found: nipples / others (median) | both orientations fitted / still ambiguous | "
+          "alignment time |")
     print("|---|---|---|---|---|---|---|---|")
     for source in args.sources:
         r = [x for x in rows if x["source"] == source]

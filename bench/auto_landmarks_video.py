@@ -73,7 +73,7 @@ def main():
         truth = vid / "truth"
         n2n = f"{float(np.linalg.norm(np.diff(read_landmarks(truth / 'landmarks.txt')[2:4], axis=0))):.2f}"
         clicked, auto = a.work / f"clicked_{seed}", a.work / f"{a.auto_name}_{seed}"
-        if not (clicked / ".steps" / "fit.json").exists() or a.auto_name == "auto":
+        if a.auto_name == "auto" or not (clicked / ".steps" / "fit.json").exists():
             reuse_sfm(src, clicked)
             run(vid / "video.mp4", "--landmarks", vid / "landmarks.json", "--output_dir", clicked,
                 "--nipple_to_nipple_dist", n2n)

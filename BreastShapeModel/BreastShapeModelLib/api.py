@@ -174,7 +174,8 @@ def run_scan(input: str | Path, output_dir: str | Path, landmarks: str | Path | 
         units = "mm" if rec.output_frame == "metric" else "input"
         report = {"input": str(input), "input_kind": kind, "input_points": int(len(points)),
                   "landmarks": str(landmarks) if landmarks else
-                  ("found automatically: the fitted anchors, made symmetric" if found else None), "model": net.describe(),
+                  ("found automatically: the fitted anchors, made symmetric" if found else None),
+                  "model": net.describe(),
                   **({"auto_alignment": {**found.report(net.mm_per_unit), "ambiguous": ambiguous,
                                          **({"orientations_fitted": tried} if tried else {})}} if found else {}),
                   **fit_report(rec, units, opts.voxel_resolution), "settings": vars(settings), "options": as_dict(opts),

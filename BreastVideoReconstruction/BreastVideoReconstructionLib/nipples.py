@@ -127,6 +127,7 @@ def find_nipples(anchors: np.ndarray, points: np.ndarray, colors: np.ndarray, ca
         img = cv2.imread(str(Path(image_dir) / c.name))
         if img is not None:
             images[c.name] = img
+
     def search(anchor: np.ndarray, start: np.ndarray, name: str) -> NippleFind:
         X, agree, worst, searched = start, [], np.inf, 0
         for _ in range(ROUNDS):
