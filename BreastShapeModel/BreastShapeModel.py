@@ -203,7 +203,8 @@ class BreastShapeModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         auto = job.report.get("auto_alignment")
         if auto:
             message += (f"\nNo landmarks: the torso was found by its shape ({auto['cost_mm']:.1f} mm from the mean "
-                        f"torso); the fitted anchors are the landmarks found"
+                        f"torso); the landmarks found are the fitted anchors, made symmetric about the "
+                        f"body's midline"
                         f"{'. ANOTHER ORIENTATION FITS ALMOST AS WELL: check the result' if auto['ambiguous'] else ''}.")
         if proposed:
             message += ("\nThe landmarks found wait on the scan as 'ProposedLandmarks' (unselected ones: check "
