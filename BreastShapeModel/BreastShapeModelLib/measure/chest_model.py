@@ -1,30 +1,33 @@
-"""The model-based chest wall: a statistical model of chest walls (principal components of the generator's own
-chest walls, which it knows for every torso) fitted to the skin where the skin is chest wall, then read behind
-the breasts. A boundary-based wall only knows the footprint's outline; this one knows how chests curve under
-breasts.
+"""The model-based chest wall: a linear model that predicts the chest wall from the skin, learned from torsos whose
+chest wall is known (the generator's torso without its breasts, and Anny bodies with cup size 0). A boundary-based
+wall only knows the footprint's outline; this one knows from the whole torso's skin how the chest curves under the
+breasts and how far the breasts reach.
 
-Walls are radius maps (cylinder.py) round the axis a front-only scan gets (`AXIS_DEPTH` x the nipple distance
-behind the sternal notch), on a grid of angle x height, the height in units of the notch-to-navel distance, so
-bodies of any size share one grid. `train` builds the model (scripts/train_chest_wall.py); `PcaWall` fits it
-like the P-spline of chest_wall.py: iteratively, as the lower envelope of the skin."""
+Skin and walls are radius maps (cylinder.py) round the axis a front-only scan gets (`AXIS_DEPTH` x the nipple
+distance behind the sternal notch), on a grid of angle x height, the height in units of the notch-to-navel distance
+and the radii in units of the nipple distance, so bodies of any size share one grid. The skin's principal
+components are solved from the cells the surface covers (a front-only scan leaves the sides empty), and a ridge
+regression maps them to the wall. `train` builds the model (scripts/train_chest_wall.py); `PredictedWall` gives
+the wall on the grid of one radius map."""
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy.interpolate import RegularGridInterpolator
+import trimesh
 
 from ..errors import UserError
 from ..options import CHEST_WALL_MODEL_NAME
-from .chest_wall import _WallModel
-from .cylinder import RadiusMap
+from .cylinder import RadiusMap, grid_faces, radius_map
+from .frame import L_NIPPLE, NAVEL, R_NIPPLE
 
 AXIS_DEPTH = 0.45                     # the radius maps' axis: this x the nipple distance behind the notch
 S_GRID = np.linspace(-1.05, 0.25, 66)  # height / notch-to-navel distance (0: the notch, -1: the navel)
 THETA_GRID_DEG = np.arange(-120.0, 120.0 + 1e-9, 2.0)
-MODES = 60                            # principal components kept
-PRIOR = 1.0                           # mm^2: the skin's spread about a wall, against the components' training spread
+MODES = 150                           # skin components kept
+RIDGE = 1e-3                          # regression penalty (x the codes' training variance)
+PRIOR = 1e-4                          # the skin's code: squared misfit (n2n units) against its training spread
 MODEL_FILE = Path(__file__).resolve().parents[2] / "Resources" / "Models" / CHEST_WALL_MODEL_NAME
 
 
@@ -50,21 +53,29 @@ def wall_radius(field, frame_rot: np.ndarray, origin: np.ndarray, axis_z: float,
     return np.where((last >= 0) & (last < len(rs) - 1), r, np.nan)
 
 
-def train(walls: list[np.ndarray], modes: int = MODES) -> dict:
-    """Walls on the model grid ([S, T] each, NaN where the ray missed) -> mean, components, their spread."""
-    W = np.stack(walls)
-    ok = np.isfinite(W).mean(0) > 0.9                         # cells nearly every body has
-    X = W[:, ok]
-    X = np.where(np.isfinite(X), X, np.nanmean(X, axis=0))
-    mean = X.mean(0)
-    _, sv, vt = np.linalg.svd(X - mean, full_matrices=False)
-    sd = sv[:modes] / np.sqrt(max(len(X) - 1, 1))
+def train(skins: list[np.ndarray], walls: list[np.ndarray], n2n_mm: list[float], modes: int = MODES,
+          ridge: float = RIDGE) -> dict:
+    """Skin and wall maps on the model grid ([S, T] each, mm, NaN where the ray missed) with each body's nipple
+    distance -> the skin's mean and components, the wall's mean and the regression from skin codes to the wall."""
+    k = np.asarray(n2n_mm, float)[:, None, None]
+    S, W = np.stack(skins) / k, np.stack(walls) / k
+    ok = (np.isfinite(S).mean(0) > 0.5) & (np.isfinite(W).mean(0) > 0.5)      # cells most bodies have
+    mean_skin, mean_wall = np.nanmean(S[:, ok], 0), np.nanmean(W[:, ok], 0)
+    X = np.where(np.isfinite(S[:, ok]), S[:, ok], mean_skin) - mean_skin
+    Y = np.where(np.isfinite(W[:, ok]), W[:, ok], mean_wall) - mean_wall
+    _, sv, vt = np.linalg.svd(X, full_matrices=False)
+    modes = min(modes, len(X) - 1)
+    Z = X @ vt[:modes].T
+    sd = Z.std(0)
+    B = np.linalg.solve(Z.T @ Z + ridge * len(Z) * np.diag(sd ** 2), Z.T @ Y)
 
     def on_grid(v):
         out = np.full(ok.shape, np.nan)
         out[ok] = v
         return out
-    return {"mean": on_grid(mean), "components": np.stack([on_grid(c) for c in vt[:modes]]), "sd": sd,
+    return {"mean_skin": on_grid(mean_skin), "mean_wall": on_grid(mean_wall),
+            "skin_components": np.stack([on_grid(c) for c in vt[:modes]]),
+            "wall_regression": np.stack([on_grid(b) for b in B]), "sd": sd,
             "s_grid": S_GRID, "theta_deg": THETA_GRID_DEG, "count": len(X),
             "explained": float((sv[:modes] ** 2).sum() / (sv ** 2).sum())}
 
@@ -79,37 +90,47 @@ def load(path: str | None = None) -> dict:
         return {k: z[k] for k in z.files}
 
 
-class PcaWall:
-    """The chest-wall model on the grid of one radius map: `fit(r, weights)` -> wall [Y, T], the same interface as
-    chest_wall's P-spline, so the envelope iteration and the footprints work unchanged."""
+class PredictedWall:
+    """The model's wall on the grid of one radius map, predicted from the body's skin. `fit(r, weights)` -> wall
+    [Y, T] has chest_wall's interface (the weights are ignored: the wall comes from the whole skin), so the
+    footprints are found unchanged. The skin is read on the model's own grid and axis, the predicted wall is made
+    a mesh and read back along the radius map's rays (whatever its axis)."""
+    from_skin = True
 
-    def __init__(self, rm: RadiusMap, notch_to_navel_mm: float, model: dict | None = None):
-        m = model or load()
-        T, Y = np.meshgrid(rm.theta, rm.y)
-        q = np.stack([np.clip(Y / notch_to_navel_mm, m["s_grid"][0], m["s_grid"][-1]),
-                      np.clip(np.degrees(T), m["theta_deg"][0], m["theta_deg"][-1])], -1)
+    def __init__(self, rm: RadiusMap, body: trimesh.Trimesh, landmarks_body: np.ndarray, model: dict | None = None):
+        self.m = model or load()
+        self.rm, self.body = rm, body
+        self.nn = float(-landmarks_body[NAVEL, 1])
+        self.n2n = float(np.linalg.norm(landmarks_body[L_NIPPLE] - landmarks_body[R_NIPPLE]))
+        self.z = np.zeros(len(self.m["sd"]))
 
-        def on_grid(a):
-            return RegularGridInterpolator((m["s_grid"], m["theta_deg"]), a, bounds_error=False)(q)
-        self.mean = on_grid(m["mean"])
-        self.components = np.stack([on_grid(c) for c in m["components"]])
-        self.sd = np.asarray(m["sd"], float)
-        self.known = np.isfinite(self.mean) & np.isfinite(self.components).all(0)
-        self.coef = np.zeros(len(self.sd))
-        self.spline = _WallModel(rm)
+    def skin(self) -> RadiusMap:
+        """The body's skin on the model's grid and axis (mm)."""
+        grid = (np.radians(self.m["theta_deg"]), self.m["s_grid"] * self.nn)
+        return radius_map(self.body, self.rm.frame, axis_depth(self.n2n), 0.0, 0.0, grid=grid)
 
-    def fit(self, r: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """The model's wall closest to the weighted skin, plus a smooth P-spline of what the model leaves
-        (arms, a chest flatter than any trained on): the model gives the curvature under the breast."""
-        w = np.where(np.isfinite(r) & self.known, weights, 0.0)
-        A = np.nan_to_num(self.components.reshape(len(self.sd), -1).T)
-        b = np.nan_to_num((r - self.mean).ravel())
-        lhs = A.T @ (A * w.ravel()[:, None]) + PRIOR * np.diag(1.0 / self.sd ** 2)
-        self.coef = np.linalg.solve(lhs, A.T @ (w.ravel() * b))
-        base = self.mean + np.tensordot(self.coef, np.nan_to_num(self.components), axes=1)
-        rest = self.spline.fit(np.where(self.known, r - base, 0.0), w)
-        return np.where(self.known, base + rest, np.nan)
+    def predict(self, skin: np.ndarray) -> np.ndarray:
+        """Wall radii (mm) on the model's grid from skin radii (mm) on it (NaN: not covered)."""
+        m = self.m
+        ok = np.isfinite(m["mean_skin"])
+        s = skin[ok] / self.n2n
+        seen = np.isfinite(s)
+        if seen.sum() < 0.2 * ok.sum():
+            raise UserError("the surface covers too little of the chest for the chest-wall model")
+        A = m["skin_components"][:, ok][:, seen].T
+        self.z = np.linalg.solve(A.T @ A + PRIOR * np.diag(1.0 / m["sd"] ** 2),
+                                 A.T @ (s[seen] - m["mean_skin"][ok][seen]))
+        return (m["mean_wall"] + np.tensordot(self.z, np.nan_to_num(m["wall_regression"]), axes=1)) * self.n2n
+
+    def fit(self, r: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
+        grid = self.skin()
+        wall = self.predict(grid.r)
+        mask = np.isfinite(wall)
+        _, faces = grid_faces(mask)
+        mesh = trimesh.Trimesh(grid.cell_points(wall)[mask], faces, process=False)
+        rm = self.rm
+        return radius_map(mesh, rm.frame, rm.axis_z, 0.0, 0.0, grid=(rm.theta, rm.y)).r
 
     def code_z(self) -> float:
-        """RMS of the fitted coefficients in training spreads: far above 1, a chest unlike any trained on."""
-        return float(np.sqrt(np.mean((self.coef / self.sd) ** 2)))
+        """RMS of the skin's code in training spreads: far above 1, a torso unlike any trained on."""
+        return float(np.sqrt(np.mean((self.z / self.m["sd"]) ** 2)))

@@ -78,7 +78,7 @@ def estimate_chest_wall(rm: RadiusMap, nipples_body: np.ndarray, coracoids_body:
     """Footprints of both breasts and the wall behind them. `nipples_body`, `coracoids_body`: [2, 3] left, right
     (body frame). Above the nipple a footprint stays medial of the coracoid plus AXILLA_MARGIN x the nipple
     distance (the arm starts there), below it within LATERAL_DEG of the front. `wall_model` (anything with
-    `fit(r, weights) -> wall`, e.g. chest_model.PcaWall) replaces the P-spline."""
+    `fit(r, weights) -> wall`, e.g. chest_model.PredictedWall) replaces the P-spline."""
     ref = float(np.nanmedian(rm.r))
     U, V = np.meshgrid(rm.theta * ref, rm.y)
     valid = np.isfinite(rm.r)
@@ -87,19 +87,23 @@ def estimate_chest_wall(rm: RadiusMap, nipples_body: np.ndarray, coracoids_body:
     dist = [np.hypot(U - th[k] * ref, V - ny[k]) for k in range(2)]
     side = [U > 0, U < 0]                                       # left breast on the patient's left
     lateral = np.abs(U / ref) < np.radians(LATERAL_DEG)
-    reach = [(dist[k] < MAX_RADIUS * n2n) & side[k] & valid & lateral for k in range(2)]
-    if coracoids_body is not None:
+    model = wall_model or _WallModel(rm)
+    from_skin = getattr(model, "from_skin", False)      # a wall predicted from the whole skin leaves arms and
+    if from_skin:                                       # chest at no lift: a breast reaches as far as it stands out
+        reach = [side[k] & valid & lateral for k in range(2)]
+    else:
+        reach = [(dist[k] < MAX_RADIUS * n2n) & side[k] & valid & lateral for k in range(2)]
+    if coracoids_body is not None and not from_skin:
         x_skin = np.nan_to_num(rm.r) * np.sin(U / ref)
         for k in range(2):
             limit = abs(float(coracoids_body[k][0])) + AXILLA_MARGIN * n2n
             reach[k] &= (V < ny[k]) | (np.abs(x_skin) <= limit)
     weights = np.where((dist[0] < START_RADIUS * n2n) | (dist[1] < START_RADIUS * n2n), 0.0, 1.0)
-    model = wall_model or _WallModel(rm)
     wall = model.fit(rm.r, weights)
     # skin standing out of the wall is not wall: anywhere for the P-spline (it follows the skin closely enough to
     # recover), only where a breast may be for a wall model (one stiff fit low at the side would shed the side)
     zone = (reach[0] | reach[1]) if wall_model is not None else True
-    for _ in range(ROUNDS):
+    for _ in range(0 if from_skin else ROUNDS):
         new_w = np.where((rm.r - wall > OUTLIER_MM) & zone, OUTLIER_WEIGHT, 1.0)
         new_w = np.where((dist[0] < START_RADIUS * n2n) | (dist[1] < START_RADIUS * n2n), np.minimum(new_w, 1.0),
                          new_w)

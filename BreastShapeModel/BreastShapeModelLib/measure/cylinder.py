@@ -78,10 +78,15 @@ class RadiusMap:
 
 
 def radius_map(mesh_body: trimesh.Trimesh, frame: BodyFrame, axis_z: float, y_lo: float, y_hi: float,
-               theta_step_deg: float = THETA_STEP_DEG, y_step: float = Y_STEP_MM) -> RadiusMap:
-    """Cast the rays against a mesh given in the body frame."""
-    theta = np.radians(np.arange(-THETA_MAX_DEG, THETA_MAX_DEG + 1e-9, theta_step_deg))
-    y = np.arange(y_lo, y_hi + 1e-9, y_step)
+               theta_step_deg: float = THETA_STEP_DEG, y_step: float = Y_STEP_MM,
+               grid: tuple[np.ndarray, np.ndarray] | None = None) -> RadiusMap:
+    """Cast the rays against a mesh given in the body frame; `grid` (theta, y) gives the rays' angles and heights
+    instead (then y_lo, y_hi and the steps are not used)."""
+    if grid is None:
+        theta = np.radians(np.arange(-THETA_MAX_DEG, THETA_MAX_DEG + 1e-9, theta_step_deg))
+        y = np.arange(y_lo, y_hi + 1e-9, y_step)
+    else:
+        theta, y = (np.asarray(a, float) for a in grid)
     T, Y = np.meshgrid(theta, y)
     origins = np.stack([np.zeros(T.size), Y.ravel(), np.full(T.size, axis_z)], axis=1)
     dirs = np.stack([np.sin(T.ravel()), np.zeros(T.size), np.cos(T.ravel())], axis=1)
@@ -105,3 +110,12 @@ def radius_map(mesh_body: trimesh.Trimesh, frame: BodyFrame, axis_z: float, y_lo
             gaps[ray_idx[a], g, 0] = dist[a]
             gaps[ray_idx[a], g, 1] = np.r_[dist[1:], np.nan][a]
     return RadiusMap(frame, float(axis_z), theta, y, r.reshape(T.shape), gaps.reshape(T.shape + (MAX_GAPS, 2)))
+
+
+def grid_faces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(vertex index per cell, -1 outside; triangles of the quads whose four cells are all in `mask`)."""
+    idx = -np.ones(mask.shape, int)
+    idx[mask] = np.arange(mask.sum())
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
+    quad = (a >= 0) & (b >= 0) & (c >= 0) & (d >= 0)
+    return idx, np.concatenate([np.stack([a[quad], c[quad], b[quad]], 1), np.stack([b[quad], c[quad], d[quad]], 1)])

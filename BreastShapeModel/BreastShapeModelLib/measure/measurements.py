@@ -16,9 +16,9 @@ from scipy.spatial import cKDTree
 from ..errors import UserError
 from ..landmarks import LANDMARK_NAMES
 from ..options import CHEST_WALL_METHODS
-from .chest_model import PcaWall, axis_depth
+from .chest_model import PredictedWall
 from .chest_wall import estimate_chest_wall, footprint_curve, footprint_region, plane_wall
-from .cylinder import radius_map
+from .cylinder import grid_faces, radius_map
 from .frame import L_CORACOID, L_NIPPLE, NAVEL, R_CORACOID, R_NIPPLE, SN, body_frame
 from .geodesic import SkinPaths
 
@@ -108,13 +108,13 @@ def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.nd
     if chest_wall not in CHEST_WALL_METHODS:
         raise UserError(f"unknown chest wall {chest_wall!r} (expected {', '.join(CHEST_WALL_METHODS)})")
     model_wall = chest_wall == "chest_model"
-    axis_z = axis_depth(n2n) if model_wall else _axis_z(body, lmb, n2n)     # the model's walls use this axis
+    axis_z = _axis_z(body, lmb, n2n)
     y_lo = float(lmb[NAVEL, 1]) * 0.95
     rm = radius_map(body, frame, axis_z, y_lo, 30.0)
     if np.isfinite(rm.r).mean() < 0.3:
         raise UserError(f"{where}: the surface does not cover the chest between the landmarks")
     cw = estimate_chest_wall(rm, lmb[[L_NIPPLE, R_NIPPLE]], lmb[[L_CORACOID, R_CORACOID]],
-                             wall_model=PcaWall(rm, float(-lmb[NAVEL, 1])) if model_wall else None)
+                             wall_model=PredictedWall(rm, body, lmb) if model_wall else None)
     notes = []
     for side, region in cw.regions.items():             # a footprint is what its outline encloses, so a
         if region.any():                                 # written footprint read back measures the same
@@ -240,22 +240,13 @@ def _ratio_interval(a, ha, b, hb) -> list:
     return [round(max(a - ha, 0) / (b + hb), 3), round((a + ha) / (b - hb), 3)]
 
 
-def _grid_faces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(vertex index per cell, -1 outside; triangles of the quads whose four cells are all in `mask`)."""
-    idx = -np.ones(mask.shape, int)
-    idx[mask] = np.arange(mask.sum())
-    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
-    quad = (a >= 0) & (b >= 0) & (c >= 0) & (d >= 0)
-    return idx, np.concatenate([np.stack([a[quad], c[quad], b[quad]], 1), np.stack([b[quad], c[quad], d[quad]], 1)])
-
-
 def _wall_mesh(rm, cw, frame) -> trimesh.Trimesh | None:
     """The chest wall under both footprints (cells of either region, one ring wider) as a triangle mesh."""
     from scipy import ndimage
     mask = ndimage.binary_dilation(cw.regions["left"] | cw.regions["right"]) & np.isfinite(cw.wall)
     if mask.sum() < 4:
         return None
-    _, faces = _grid_faces(mask)
+    _, faces = grid_faces(mask)
     return trimesh.Trimesh(frame.to_surface(rm.cell_points(cw.wall)[mask]), faces, process=False)
 
 
@@ -265,7 +256,7 @@ def _breast_mesh(rm, wall: np.ndarray, region: np.ndarray, frame) -> trimesh.Tri
     mask = region & np.isfinite(wall) & np.isfinite(rm.r)
     if mask.sum() < 4:
         return None
-    _, top = _grid_faces(mask)
+    _, top = grid_faces(mask)
     if not len(top):
         return None
     n = int(mask.sum())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from BreastShapeModelLib.measure import chest_model as CM
-from BreastShapeModelLib.measure.cylinder import RadiusMap
+from BreastShapeModelLib.measure.cylinder import RadiusMap, grid_faces
 from BreastShapeModelLib.measure.frame import BodyFrame
 
 
@@ -19,27 +19,42 @@ def test_wall_radius_finds_the_outermost_crossing():
     assert np.isnan(CM.wall_radius(lambda p: np.ones(p.shape[:-1]), np.eye(3), np.zeros(3), 0.0, theta, y)).all()
 
 
-def test_the_fitted_model_recovers_the_wall_a_breast_hides():
-    s, th = np.linspace(-1.0, 0.2, 31), np.arange(-120.0, 121.0, 4.0)
-    S, T = np.meshgrid(s, np.radians(th), indexing="ij")
-    comps = [np.cos(T) * 30.0, S * 25.0, np.cos(2 * T) * 10.0]
-    model = {"s_grid": s, "theta_deg": th, "mean": 150.0 + 20.0 * np.cos(T),
-             "components": np.stack([c / np.linalg.norm(c) for c in comps]), "sd": np.array([60.0, 40.0, 20.0])}
-    L = 300.0
-    y = np.arange(-290.0, 50.0, 4.0)
-    rm = RadiusMap(BodyFrame(np.zeros(3), np.eye(3)), -90.0, np.radians(np.arange(-110.0, 111.0, 2.0)), y,
-                   np.zeros((len(y), 111)))
-    wall = CM.PcaWall(rm, L, model)
-    truth = wall.mean + 35.0 * wall.components[0] - 20.0 * wall.components[1] + 12.0 * wall.components[2]
-    Tg, Yg = np.meshgrid(rm.theta, rm.y)
-    breast = np.hypot(np.degrees(Tg) - 30.0, (Yg + 150.0) / 3.0) < 25.0
-    skin = truth + np.where(breast, 40.0, 0.0)
-    got = wall.fit(skin, np.where(breast, 0.0, 1.0))
-    assert np.abs(got - truth)[breast].max() < 0.5                 # under the breast, from the skin round it
-    assert wall.code_z() < 1.0
+def test_the_predicted_wall_recovers_the_wall_a_breast_hides():
+    """A model learned from cylinders of different radii with a breast of varying size on the left: the wall it
+    predicts from a new torso's skin is that torso's cylinder, under the breast too, read on another axis."""
+    import trimesh
+    rng = np.random.default_rng(0)
+    L, n2n, axis = 300.0, 200.0, CM.axis_depth(200.0)
+    S, T = np.meshgrid(CM.S_GRID * L, np.radians(CM.THETA_GRID_DEG), indexing="ij")
+
+    def torso(radius, bump):
+        """Skin and wall radii on the model grid: a cylinder round the model's axis, a breast on the left."""
+        wall = np.full(S.shape, radius)
+        breast = bump * np.clip(1 - (np.hypot(np.degrees(T) - 30.0, (S + 150.0) / 3.0) / 25.0) ** 2, 0, None)
+        return wall + breast, wall
+    pairs = [torso(rng.uniform(120, 180), rng.uniform(0, 40)) for _ in range(40)]
+    model = CM.train([p[0] for p in pairs], [p[1] for p in pairs], [n2n] * 40, modes=6)
+    skin, wall = torso(150.0, 35.0)
+    grid = RadiusMap(BodyFrame(np.zeros(3), np.eye(3)), axis, np.radians(CM.THETA_GRID_DEG), CM.S_GRID * L, skin)
+    mask = np.isfinite(skin)
+    _, faces = grid_faces(mask)
+    body = trimesh.Trimesh(grid.cell_points()[mask], faces, process=False)
+    lm = np.array([[0, 0, 0], [0, -L, 0], [n2n / 2, -150, 60], [-n2n / 2, -150, 60], [90, 0, 0], [-90, 0, 0]], float)
+    rm = RadiusMap(BodyFrame(np.zeros(3), np.eye(3)), axis - 20.0, np.radians(np.arange(-60.0, 61.0, 1.0)),
+                   np.arange(-250.0, -50.0, 2.0), np.zeros((100, 121)))
+    pw = CM.PredictedWall(rm, body, lm, model)
+    assert np.abs(pw.predict(skin) - wall).max() < 0.5                     # on the model's grid
+    got = pw.fit()                                                         # on another axis, through the mesh
+    cyl = np.hypot(150.0, 0)                                               # the cylinder seen from the offset axis
+    th = rm.theta[None, :]
+    expected = 20.0 * np.cos(th) + np.sqrt(cyl ** 2 - (20.0 * np.sin(th)) ** 2)
+    assert np.nanmax(np.abs(got - expected)) < 1.0 and np.isfinite(got).mean() > 0.9
+    assert pw.code_z() < 3.0
 
 
 def test_the_shipped_model_loads():
     m = CM.load()
-    assert m["count"] >= 300 and m["components"].shape[0] == len(m["sd"]) == CM.MODES
-    assert m["mean"].shape == (len(m["s_grid"]), len(m["theta_deg"])) and m["explained"] > 0.95
+    k = len(m["sd"])
+    assert m["count"] >= 300 and m["skin_components"].shape[0] == m["wall_regression"].shape[0] == k
+    assert m["mean_wall"].shape == m["mean_skin"].shape == (len(m["s_grid"]), len(m["theta_deg"]))
+    assert m["explained"] > 0.95
