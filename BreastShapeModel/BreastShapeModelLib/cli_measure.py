@@ -22,8 +22,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--chest_wall", choices=CHEST_WALL_METHODS, default=CHEST_WALL_METHODS[0],
                    help="the wall behind the breasts: footprint_plane (a plane through each footprint's outline; "
                         "the best on the bench), envelope_pspline (a smooth lower envelope of the skin) or "
-                        "chest_model (experimental: a statistical model of chest walls fitted to the skin round "
-                        "the breasts); default: %(default)s")
+                        "chest_model (experimental: the chest wall predicted from the whole skin by a model learned "
+                        "from generator and Anny torsos); default: %(default)s")
     p.add_argument("--output_dir", type=Path, default=Path("."), help="where to write the results (default: .)")
     p.add_argument("--progress", choices=MODES, default="bar", help="bar, json (for Slicer) or none")
     p.set_defaults(func=cmd_measure)
