@@ -13,8 +13,10 @@ side by side.
 (c) `--videos DIR`: on finished video runs of bench/batch_throughput.py (DIR/out_*/<subject>/1 with the truth in
     DIR/videos/<subject>/truth).
 Per measure: mean error, mean absolute error (and %), 95 % limits of agreement, coverage of the intervals.
-Volumes against two truths: `volume` is the generator's (tissue in a box round each breast), `volume_side` all
-tissue standing out of its chest wall on that side (the fold blend reaches beyond the box on some torsos).
+Volumes against two truths: `volume` is the source's own (generator: tissue in a box round each breast; Anny: the
+signed volume change of the faces within 190 mm of each nipple), `volume_side` all tissue standing out of its chest
+wall on that side (the generator's fold blend reaches beyond the box on some torsos; Anny's cup size pulls the skin
+below the breast in, which its own truth subtracts).
 """
 from __future__ import annotations
 
@@ -46,6 +48,30 @@ def side_volumes(params) -> dict:
                   None)
     return {side: float(occ[(pts[..., 0] * sign) > 0].sum() * h ** 3 / 1000.0)
             for side, sign in (("left", 1), ("right", -1))}
+
+
+def anny_side_volumes(t) -> dict:
+    """Anny's counterpart of `side_volumes`: all tissue standing out of its chest wall (the same body with cup size
+    0, cut alike) on each side of the midline (ml), on rays every degree and 2 mm from a vertical axis inside the
+    body. Anny's own truth sums the signed volume change of the faces within 190 mm of each nipple, so the skin
+    that cup size pulls in below the breast subtracts from it."""
+    from BreastShapeModelLib.measure.cylinder import radius_map
+    from BreastShapeModelLib.measure.frame import L_NIPPLE, R_NIPPLE, body_frame
+    from BreastShapeModelLib.measure.measurements import _axis_z
+    frame = body_frame(t.landmarks)
+    skin, wall = t.mesh.copy(), t.chest_wall.copy()
+    skin.vertices, wall.vertices = frame.to_body(t.mesh.vertices), frame.to_body(t.chest_wall.vertices)
+    lmb = frame.to_body(t.landmarks)
+    axis_z = _axis_z(skin, lmb, float(np.linalg.norm(lmb[L_NIPPLE] - lmb[R_NIPPLE])))
+    lo, hi = float(skin.vertices[:, 1].min()), float(skin.vertices[:, 1].max())
+    rm = radius_map(skin, frame, axis_z, lo, hi)
+    w = radius_map(wall, frame, axis_z, lo, hi).r
+    left = np.meshgrid(rm.theta, rm.y)[0] > 0
+    return {"left": rm.volume_ml(w, left), "right": rm.volume_ml(w, ~left)}
+
+
+def true_side(t, source: str) -> dict:
+    return side_volumes(t.params) if source == "generator" else anny_side_volumes(t)
 
 
 def truth_values(truth: dict, side: dict | None = None) -> dict:
@@ -100,7 +126,7 @@ def exact(sources, num, geodesic_check: int) -> None:
     for source in sources:
         for i in range(num):
             t = synth.generate(i, HELD_OUT_SEED, source=source)
-            truth = truth_values(t.truth, side_volumes(t.params) if source == "generator" else None)
+            truth = truth_values(t.truth, true_side(t, source))
             for method in CHEST_WALL_METHODS:
                 m = measure_surface(t.mesh, t.landmarks, chest_wall=method)
                 got = measured_values(m)
@@ -128,7 +154,7 @@ def scans(sources, num) -> None:
     from BreastShapeModelLib.api import run_measure, run_scan
     from BreastShapeModelLib.landmarks import write_landmarks
     from BreastShapeModelLib.options import ScanOptions
-    recs = []
+    recs = {m: [] for m in CHEST_WALL_METHODS}
     rng = np.random.default_rng(5)
     with tempfile.TemporaryDirectory() as tmp:
         for source in sources:
@@ -142,20 +168,24 @@ def scans(sources, num) -> None:
                 write_landmarks(lms, d / "lm.csv")
                 n2n = float(np.linalg.norm(t.landmarks[2] - t.landmarks[3]))
                 r = run_scan(d / "cloud.npy", d / "fit", d / "lm.csv", ScanOptions(nipple_to_nipple_dist=n2n))
-                m = run_measure(r.workspace.reconstruction, d / "measure").report
-                truth = truth_values(t.truth)
-                got = {}
-                for side in ("left", "right"):
-                    v = m["breast_volume_ml"][side]
-                    got[f"{side}_volume"] = (v["value"], v["interval"])
-                    for name in ("nipple_to_fold", "nipple_to_midline"):
-                        dd = m["distances_mm"].get(f"{side}_{name}")
-                        if dd:
-                            got[f"{side}_{name}"] = (dd["straight"], dd.get("interval_straight", dd["interval"]))
-                recs.append({k: (*got[k], truth[k]) for k in truth if k in got})
-                print(f"  scan {source} {i}: truth L/R {truth['left_volume']:.0f}/{truth['right_volume']:.0f} ml, "
-                      f"measured {got['left_volume'][0]:.0f}/{got['right_volume'][0]:.0f} ml", flush=True)
-    summarise(f"(b) reconstructions from 20k-point scans ({'+'.join(sources)})", recs)
+                truth = truth_values(t.truth, true_side(t, source))
+                for method in CHEST_WALL_METHODS:
+                    m = run_measure(r.workspace.reconstruction, d / method, chest_wall=method).report
+                    got = {}
+                    for side in ("left", "right"):
+                        v = m["breast_volume_ml"][side]
+                        got[f"{side}_volume"] = got[f"{side}_volume_side"] = (v["value"], v["interval"])
+                        for name in ("nipple_to_fold", "nipple_to_midline"):
+                            dd = m["distances_mm"].get(f"{side}_{name}")
+                            if dd:
+                                got[f"{side}_{name}"] = (dd["straight"], dd.get("interval_straight", dd["interval"]))
+                    recs[method].append({k: (*got[k], truth[k]) for k in truth if k in got})
+                print(f"  scan {source} {i}: truth L/R {truth['left_volume']:.0f}/{truth['right_volume']:.0f} ml "
+                      f"(box), {truth['left_volume_side']:.0f}/{truth['right_volume_side']:.0f} ml (side), measured "
+                      + ", ".join(f"{recs[m][-1]['left_volume'][0]:.0f}/{recs[m][-1]['right_volume'][0]:.0f} ml ({m})"
+                                  for m in CHEST_WALL_METHODS), flush=True)
+    for method in CHEST_WALL_METHODS:
+        summarise(f"(b) reconstructions from 20k-point scans ({'+'.join(sources)}), chest wall {method}", recs[method])
 
 
 def videos(root: Path) -> None:

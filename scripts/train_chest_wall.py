@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import trimesh
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,16 +53,10 @@ def anny_maps(index: int, seed: int):
         t = A.make_anny_torso(p)
     except ValueError:
         return None
-    skin, chest, faces = A.bodies(p)
-    sv, sf = trimesh.remesh.subdivide_loop(skin, faces, iterations=1)
-    cv, _ = trimesh.remesh.subdivide_loop(chest, faces, iterations=1)
-    shift = t.full_body.vertices[0] - sv[0]
-    chest_mesh = A._cut(trimesh.Trimesh(cv + shift, sf, process=False), p, t.landmarks,
-                        A._arm_cut_x(skin + shift, t.landmarks[2:4, 1].mean()))
     frame = body_frame(t.landmarks)
     n2n, theta, y = _grid(frame.to_body(t.landmarks))
     maps = []
-    for mesh in (t.mesh, chest_mesh):
+    for mesh in (t.mesh, t.chest_wall):
         body = mesh.copy()
         body.vertices = frame.to_body(mesh.vertices)
         maps.append(radius_map(body, frame, CM.axis_depth(n2n), 0.0, 0.0, grid=(theta, y)).r)

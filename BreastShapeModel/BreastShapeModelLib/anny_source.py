@@ -201,8 +201,9 @@ def make_anny_torso(p: AnnyParams):
         below = curve[np.argmin(np.abs(curve[:, 0] - lm[idx, 0]))]
         nipple_to_fold[side] = float(np.linalg.norm(lm[idx] - below))
         fold_height[side] = float(lm[idx, 1] - curve[:, 1].min())
-    mesh = trimesh.Trimesh(sv, sf, process=False)
-    mesh = _cut(mesh, p, lm, _arm_cut_x(skin + shift, lm[2:4, 1].mean()))
+    x_cut = _arm_cut_x(skin + shift, lm[2:4, 1].mean())
+    mesh = _cut(trimesh.Trimesh(sv, sf, process=False), p, lm, x_cut)
+    wall = _cut(trimesh.Trimesh(cv, sf, process=False), p, lm, x_cut)
     lm = trimesh.proximity.closest_point(mesh, lm)[0]
     truth = {
         "units": "mm", "source": "anny",
@@ -217,7 +218,7 @@ def make_anny_torso(p: AnnyParams):
         "mesh": {"vertices": len(mesh.vertices), "faces": len(mesh.faces), "watertight": bool(mesh.is_watertight),
                  "volume_ml": float(mesh.volume / 1000.0), "spacing_mm": None},
     }
-    return SynthTorso(mesh, lm, p, truth, trimesh.Trimesh(sv, sf, process=False))
+    return SynthTorso(mesh, lm, p, truth, trimesh.Trimesh(sv, sf, process=False), wall)
 
 
 def _cut(mesh: trimesh.Trimesh, p: AnnyParams, lm: np.ndarray, x_cut: float) -> trimesh.Trimesh:

@@ -15,8 +15,8 @@ from .errors import UserError
 
 BUNDLED_MODEL_NAME = "lirbsm_synthetic_576.pth"
 CHEST_WALL_MODEL_NAME = "chest_wall_pca.npz"     # measure/chest_model.py, beside the bundled model
-CHEST_WALL_METHODS = ("footprint_plane", "envelope_pspline", "chest_model")   # the first is the default: best on
-                                                                              # bench/measure_accuracy.py
+CHEST_WALL_METHODS = ("footprint_plane", "envelope_pspline", "chest_model")   # the first is the default (see
+                                                                              # bench/measure_accuracy.py and README)
 DEFAULT_CHUNK_SIZE = 65536
 MAX_VOXEL_RESOLUTION = 1024
 

@@ -32,6 +32,7 @@ class SynthTorso:
     params: TorsoParams
     truth: dict
     full_body: trimesh.Trimesh | None = None   # Anny: the uncut body in the same frame (for whole-body videos)
+    chest_wall: trimesh.Trimesh | None = None  # Anny: the same body with cup size 0, cut like `mesh`
 
 
 def _grid(lo, hi, h):

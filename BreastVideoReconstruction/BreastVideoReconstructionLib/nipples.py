@@ -116,6 +116,18 @@ def ransac_triangulate(cams: list[Camera], pixels: list[np.ndarray]):
     return X, agree, worst
 
 
+def depth_on_ray(centre: np.ndarray, clicked: np.ndarray, found: np.ndarray, mm_per_unit: float,
+                 max_gap_mm: float) -> tuple[np.ndarray | None, float, float]:
+    """A clicked point whose depth was guessed, and a point found on the frames: the point of the click's ray
+    (from the camera `centre` through `clicked`) nearest to `found`, or None when `found` lies farther than
+    `max_gap_mm` from the ray (another spot). -> point, distance from the ray (mm), change of depth (mm)."""
+    ray = (clicked - centre) / np.linalg.norm(clicked - centre)
+    along = float((found - centre) @ ray)
+    gap = float(np.linalg.norm(found - centre - along * ray)) * mm_per_unit
+    moved = (along - float(np.linalg.norm(clicked - centre))) * mm_per_unit
+    return (centre + along * ray if gap <= max_gap_mm else None), gap, moved
+
+
 def find_nipples(anchors: np.ndarray, points: np.ndarray, colors: np.ndarray, cams: list[Camera], image_dir: Path,
                  mm_per_unit: float) -> list[NippleFind]:
     """The left and right nipple (the fitted anchors `anchors[2:4]`, SfM frame) found on the skin."""

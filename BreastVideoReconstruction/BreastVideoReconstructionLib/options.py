@@ -11,6 +11,8 @@ from BreastShapeModelLib.options import FitOptions, MeshOptions, ModelOptions, o
 OFFICIAL_VIDEO_LATENT_WEIGHT = 0.1      # the method's video setting, for the official model
 OURS_VIDEO_LATENT_WEIGHT = 0.02         # calibrated on synthetic videos (bench/video_pipeline.py) for our models
 FIT_PRUNING_THRESHOLD = 0.35            # loose mean-surface pruning before fit-driven pruning (model units)
+CLICK_RAY_MM = 8.0                      # a nipple found on the frames replaces a clicked one whose depth was a
+                                        # guess when it lies this close to the clicked ray (an areola is 15-22 mm)
 METHOD_PRUNING_THRESHOLD = 0.2          # the method's rule: points within 0.2 model units of the mean surface
 
 
@@ -99,6 +101,9 @@ class VideoFitOptions(FitOptions, MeshOptions):
     metrical: bool = option(True, "output in millimetres, or --no-metrical for model units")
     refit_threshold: float = option(0.04, "--pruning fit: keep points within this of the first fitted surface for "
                                           "the refit (model units, 0.04 = about 12 mm)")
+    nipple_depth_from_frames: bool = option(True, "a clicked nipple whose depth was a guess (no track) takes it from "
+                                                  "the nipple found on the frames along the clicked ray, and the fit "
+                                                  "runs again")
 
     def check(self) -> None:
         FitOptions.check(self)

@@ -39,15 +39,17 @@ def _cloud_upstream(ws: W, use_dense: bool) -> tuple[bool, list]:
 
 def frames(ws: W, video: Path, opts: FrameOptions, progress: Progress, include=(), force: bool = False) -> dict:
     """Sharpness-aware frame selection -> images/, frames.json."""
-    from .frames import extract_frames
+    from .frames import extract_frames, read_frames_json
     if not Path(video).is_file():
         raise UserError(f"video not found: {video}")
-    key = stamp_of("frames", {"video": file_key(video), "n": opts.num_frames, "uniform": opts.uniform,
-                              "thr": opts.sharpness_threshold, "max": opts.max_frame_size})
-    if (done := _reuse(ws, "frames", key, force)) is not None:
-        from .frames import read_frames_json
-        have = {f["source_frame"] for f in read_frames_json(ws.root)["frames"]}
-        if set(include) <= have:        # the landmarks' video frame is among them already: nothing to redo
+    base = {"video": file_key(video), "n": opts.num_frames, "uniform": opts.uniform, "thr": opts.sharpness_threshold,
+            "max": opts.max_frame_size}
+    # a selection made to include the landmarks' video frame is another selection (its stamp says so, so SfM and
+    # everything after it are redone on the new images); one that has that frame already serves as it is
+    keys = [stamp_of("frames", base)] + ([stamp_of("frames", {**base, "include": sorted(include)})] if include else [])
+    for key in keys:
+        if (done := _reuse(ws, "frames", key, force)) is not None and \
+                set(include) <= {f["source_frame"] for f in read_frames_json(ws.root)["frames"]}:
             return done
     rec = extract_frames(Path(video), ws.root, opts.num_frames, opts.uniform, opts.sharpness_threshold,
                          tuple(include), opts.max_frame_size, progress)
@@ -211,20 +213,63 @@ def find_torso(ws: W, opts: AlignOptions, model, progress: Progress, use_dense: 
     return rep
 
 
+def _mm_per_sfm(align_rep: dict, rec) -> float:
+    """Millimetres per SfM unit by a fit: alignment, the fit's own map into model space, the model's scale."""
+    S = np.asarray(align_rep["sfm_to_model"])
+    return float(np.cbrt(abs(np.linalg.det(S[:3, :3])))) * rec.to_model.scale * rec.scale_mm_per_unit
+
+
 def _find_nipples(ws: W, align_rep: dict, rec, progress: Progress) -> list:
-    """The nipples on the skin (nipples.py) near a landmark-free fit's nipple anchors, in the SfM frame."""
+    """The nipples on the skin (nipples.py) near a fit's nipple anchors, in the SfM frame."""
     from .nipples import find_nipples
     S = np.asarray(align_rep["sfm_to_model"])
-    model_anchors = rec.to_model.inverse().apply(rec.anchors) if rec.output_frame != "metric" else \
-        rec.anchors / rec.scale_mm_per_unit
-    anchors_sfm = (model_anchors - S[:3, 3]) @ np.linalg.inv(S[:3, :3]).T
-    mm_per_sfm = float(np.cbrt(abs(np.linalg.det(S[:3, :3])))) * rec.scale_mm_per_unit
+    aligned = rec.to_model.inverse().apply(rec.anchors / rec.scale_mm_per_unit) if rec.output_frame == "metric" \
+        else rec.anchors                         # the fit's input frame: the aligned cloud's
+    anchors_sfm = (aligned - S[:3, 3]) @ np.linalg.inv(S[:3, :3]).T
+    mm_per_sfm = _mm_per_sfm(align_rep, rec)
     pts, colors = read_points_ply(ws / W.POINTS)
     with progress.stage("find the nipples", total=1, unit="step") as update:
         found = find_nipples(anchors_sfm, pts, colors, read_cameras_json(ws / W.CAMERAS), ws.images, mm_per_sfm)
         update(1, ", ".join(f"{side}: {'found in ' + str(n.views) + ' frames' if n.found else 'not found'}"
                             for side, n in zip(("left", "right"), found)))
     return found
+
+
+def _refine_guessed_nipples(ws: W, align_rep: dict, rec, lms: np.ndarray, weights: np.ndarray,
+                            progress: Progress) -> tuple[np.ndarray, np.ndarray, list]:
+    """Clicked nipples whose depth is a guess (no multi-view track, so a single ray or the photo-consistency sweep
+    placed them: on an oblique frame a ray grazing the breast puts one centimetres off, and the scale with it) are
+    searched on the skin as in landmark-free runs (nipples.py, from the fitted anchors). When the nipple found lies
+    within `CLICK_RAY_MM` of the clicked ray, the point of that ray nearest to it replaces the guess at full weight:
+    the click says where on the frame, the frames agreeing on the nipple say how deep.
+    -> landmarks and weights (aligned frame), one report row per guessed nipple."""
+    from .align import EVIDENCE
+    from .nipples import depth_on_ray
+    from .options import CLICK_RAY_MM
+    methods = align_rep.get("methods", [])
+    guessed = [k for k in (2, 3) if k < len(methods) and methods[k] in ("ray", "sweep")]
+    if not guessed:
+        return lms, weights, []
+    S = np.asarray(align_rep["sfm_to_model"])
+    found = _find_nipples(ws, align_rep, rec, progress)
+    cam = next(c for c in read_cameras_json(ws / W.CAMERAS) if c.name == align_rep["landmark_frame"])
+    mm_per_sfm = _mm_per_sfm(align_rep, rec)
+    lms, weights, rows = lms.copy(), np.asarray(weights, float).copy(), []
+    for k in guessed:
+        n = found[k - 2]
+        clicked = (lms[k] - S[:3, 3]) @ np.linalg.inv(S[:3, :3]).T
+        point, gap, moved = depth_on_ray(cam.center, clicked, n.point, mm_per_sfm, CLICK_RAY_MM)
+        used = n.found and point is not None
+        if used:
+            lms[k], weights[k] = point @ S[:3, :3].T + S[:3, 3], EVIDENCE["track"]
+        rows.append({"landmark": LANDMARK_NAMES[k], "clicked_depth_from": methods[k], "found": n.found,
+                     "frames_agreeing": n.views, "from_clicked_ray_mm": round(gap, 1),
+                     "depth_change_mm": round(moved, 1), "used": used})
+        progress.log(f"{LANDMARK_NAMES[k]}: its depth on the clicked frame was a guess ({methods[k]}); " + (
+            f"found on the skin in {n.views} frames, {gap:.1f} mm from the clicked ray: its depth is taken from there "
+            f"({moved:+.1f} mm along the ray)" if used else "not found on the skin" if not n.found else
+            f"the one found on the skin lies {gap:.1f} mm from the clicked ray: the click's guess is kept"))
+    return lms, weights, rows
 
 
 def _write_proposal(ws: W, align_rep: dict, anchors_sfm: np.ndarray, mm_per_model_unit: float, nipples,
@@ -306,7 +351,11 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
         return best[0], best[1], tried
 
     name, rec, tried = fit_attempts(lms, weights)
-    nipples = None
+    nipples, refined = None, []
+    if not auto and opts.nipple_depth_from_frames:       # clicked nipples placed by a guess: depth from the frames
+        lms, weights, refined = _refine_guessed_nipples(ws, align_rep, rec, lms, weights, progress)
+        if any(r["used"] for r in refined):
+            name, rec, tried = fit_attempts(lms, weights, "nipples from the frames: ")
     if auto:                                     # the nipples on the skin, then the fit again with them as anchors
         nipples = _find_nipples(ws, align_rep, rec, progress)
         if all(n.found for n in nipples):
@@ -340,6 +389,8 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
               # fitted anchors (where the model puts them: differs by its anchor error, a few mm)
               "measurements": landmark_distances(landmarks_out, units),
               "model_anchor_measurements": landmark_distances(rec.anchors, units)}
+    if refined:
+        report["nipples_refined"] = refined
     if auto:
         out_from_sfm = np.asarray(report["output_from_sfm"])
         found_sfm = (landmarks_out - out_from_sfm[:3, 3]) @ np.linalg.inv(out_from_sfm[:3, :3]).T

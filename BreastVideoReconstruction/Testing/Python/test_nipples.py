@@ -48,3 +48,12 @@ def test_ransac_triangulation_ignores_frames_that_saw_something_else():
     got, agree, worst = ransac_triangulate(cams, pixels)
     assert np.linalg.norm(got - X) < 1e-6 and sorted(agree) == [0, 2, 3, 5, 6, 8] and worst < 1e-6
     assert ransac_triangulate(cams[:1] * 2, pixels[:1] * 2) is None        # one viewpoint: no depth
+
+
+def test_a_guessed_click_takes_its_depth_from_the_nipple_found():
+    from BreastVideoReconstructionLib.nipples import depth_on_ray
+    centre, clicked = np.zeros(3), np.array([0.0, 0.0, 5.0])          # the guess: 5 units along the click's ray
+    point, gap, moved = depth_on_ray(centre, clicked, np.array([0.02, 0.0, 5.4]), 100.0, 8.0)
+    assert np.allclose(point, [0.0, 0.0, 5.4]) and abs(gap - 2.0) < 1e-9 and abs(moved - 40.0) < 1e-9
+    point, gap, _ = depth_on_ray(centre, clicked, np.array([0.2, 0.0, 5.0]), 100.0, 8.0)     # 20 mm aside
+    assert point is None and abs(gap - 20.0) < 1e-9

@@ -276,6 +276,26 @@ def test_frame_selection_and_rotation():
     assert np.array_equal(_rotate(img, 180), img[::-1, ::-1])
 
 
+def test_landmark_frame_not_extracted_redoes_the_frames_and_what_follows(video, tmp_path):
+    """`run --until sfm` first, landmarks placed later on a video frame that was not extracted: the frames are
+    selected again to include it, and that selection has its own stamp, so SfM (whose stamp follows it) runs again
+    on the new images instead of keeping cameras of the images they replaced."""
+    from BreastShapeModelLib.progress import Progress
+    from BreastVideoReconstructionLib import steps
+    from BreastVideoReconstructionLib.frames import read_frames_json
+    from BreastVideoReconstructionLib.options import FrameOptions
+    from BreastVideoReconstructionLib.workspace import VideoWorkspace
+    ws, opts, quiet = VideoWorkspace(tmp_path / "ws"), FrameOptions(num_frames=8), Progress("none")
+    steps.frames(ws, video / "video.mp4", opts, quiet)
+    first, have = ws.step_key("frames"), [f["source_frame"] for f in read_frames_json(ws.root)["frames"]]
+    missing = next(i for i in range(30) if i not in have)
+    assert steps.frames(ws, video / "video.mp4", opts, quiet, include=(have[3],)).get("skipped")   # has it: kept
+    assert not steps.frames(ws, video / "video.mp4", opts, quiet, include=(missing,)).get("skipped")
+    assert missing in [f["source_frame"] for f in read_frames_json(ws.root)["frames"]]
+    assert ws.step_key("frames") != first                                   # so the SfM stamp no longer matches
+    assert steps.frames(ws, video / "video.mp4", opts, quiet, include=(missing,)).get("skipped")     # resumes
+
+
 def test_picker_logic():
     from BreastVideoReconstructionLib.landmarks2d import PickerState
     s = PickerState(640, 360, grab_radius=10)
