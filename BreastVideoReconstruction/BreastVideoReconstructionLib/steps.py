@@ -44,15 +44,20 @@ def frames(ws: W, video: Path, opts: FrameOptions, progress: Progress, include=(
         raise UserError(f"video not found: {video}")
     base = {"video": file_key(video), "n": opts.num_frames, "uniform": opts.uniform, "thr": opts.sharpness_threshold,
             "max": opts.max_frame_size}
-    # a selection made to include the landmarks' video frame is another selection (its stamp says so, so SfM and
-    # everything after it are redone on the new images); one that has that frame already serves as it is
-    keys = [stamp_of("frames", base)] + ([stamp_of("frames", {**base, "include": sorted(include)})] if include else [])
-    for key in keys:
-        if (done := _reuse(ws, "frames", key, force)) is not None and \
-                set(include) <= {f["source_frame"] for f in read_frames_json(ws.root)["frames"]}:
-            return done
+
+    def key_of(selected) -> str:
+        """The stamp names the frames actually selected: a selection made again to include the landmarks' video
+        frame is another selection, so SfM and everything after it run again on the new images."""
+        return stamp_of("frames", {**base, "frames": sorted(int(i) for i in selected)})
+    try:
+        have = [f["source_frame"] for f in read_frames_json(ws.root)["frames"]]
+    except (UserError, KeyError, TypeError):
+        have = None
+    if have is not None and set(include) <= set(have) and (done := _reuse(ws, "frames", key_of(have), force)):
+        return done                     # the same options, and the landmarks' frame is among them already
     rec = extract_frames(Path(video), ws.root, opts.num_frames, opts.uniform, opts.sharpness_threshold,
                          tuple(include), opts.max_frame_size, progress)
+    key = key_of(f["source_frame"] for f in rec["frames"])
     rep = {"frames": len(rec["frames"]), "video": rec["video"], "threshold": rec["threshold"],
            "below_threshold": sum(f["below_threshold"] for f in rec["frames"])}
     ws.mark_done("frames", key, [W.FRAMES, W.IMAGES], rep)
