@@ -2,7 +2,7 @@
 geodesic (along the skin) distances, with the coverage of the stated 90 % intervals; both chest-wall estimators
 side by side.
 
-    python bench/measure_accuracy.py [--num 8] [--sources generator anny] [--scans] [--videos runs/bench_batch]
+    python bench/measure_accuracy.py [--num 8] [--sources generator anny] [--scans] [--videos runs/bench_batch [--video_runs out auto]]
                                      [--true_wall] [--no_exact]
 
 (a) on the exact ground-truth surface with the true landmarks (held-out generator seed, and Anny bodies when
@@ -10,8 +10,9 @@ side by side.
     spacing (generator only);
 (b) `--scans`: on reconstructions fitted by `run_scan` from 20,000 surface points with 1 mm noise and six landmarks
     moved 3 mm, the true nipple distance given (metric output);
-(c) `--videos DIR`: on finished video runs of bench/batch_throughput.py (DIR/out_*/<subject>/1 with the truth in
-    DIR/videos/<subject>/truth).
+(c) `--videos DIR [--video_runs out auto]`: on finished video runs of bench/batch_throughput.py
+    (DIR/out_*/<subject>/1 with the truth in DIR/videos/<subject>/truth) or of bench/video_pipeline.py and
+    bench/auto_landmarks_video.py (DIR/<name>_<seed> with the truth in DIR/video_<seed>/truth).
 Per measure: mean error, mean absolute error (and %), 95 % limits of agreement, coverage of the intervals.
 Volumes against two truths: `volume` is the source's own (generator: tissue in a box round each breast; Anny: the
 signed volume change of the faces within 190 mm of each nipple), `volume_side` all tissue standing out of its chest
@@ -188,27 +189,53 @@ def scans(sources, num) -> None:
         summarise(f"(b) reconstructions from 20k-point scans ({'+'.join(sources)}), chest wall {method}", recs[method])
 
 
-def videos(root: Path) -> None:
-    from BreastShapeModelLib.api import run_measure
-    recs, seen = [], set()
+def _video_runs(root: Path, names: list[str]):
+    """(label, reconstruction, truth folder) of finished video runs under `root`: batch_throughput's layout
+    (out_*/<subject>/1, truth in videos/<subject>/truth) and video_pipeline's (<name>_<seed>, truth in
+    video_<seed>/truth), each video once per run name."""
+    seen = set()
     for out in sorted(root.glob("out_*/*/1/reconstruction.ply")):
         subject = out.parent.parent.name
-        if subject in seen:                                  # the same video under another batch setting
-            continue
-        seen.add(subject)
-        truth_file = root / "videos" / subject / "truth" / "torso.json"
-        if not truth_file.is_file():
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            m = run_measure(out, tmp).report
-        doc = json.loads(truth_file.read_text())
-        truth = truth_values(doc.get("truth", doc))
-        got = {f"{s}_volume": (m["breast_volume_ml"][s]["value"], m["breast_volume_ml"][s]["interval"])
-               for s in ("left", "right")}
-        recs.append({k: (*got[k], truth[k]) for k in got})
-        print(f"  video {out.parent.parent.parent.name}/{subject}: truth L/R {truth['left_volume']:.0f}/"
-              f"{truth['right_volume']:.0f} ml, measured {got['left_volume'][0]:.0f}/{got['right_volume'][0]:.0f} ml")
-    summarise(f"(c) video reconstructions in {root}", recs)
+        if subject not in seen and (root / "videos" / subject / "truth").is_dir():
+            seen.add(subject)
+            yield subject, out, root / "videos" / subject
+    for name in names:
+        for out in sorted(root.glob(f"{name}_*/reconstruction.ply")):
+            seed = out.parent.name.rsplit("_", 1)[-1]
+            if (root / f"video_{seed}" / "truth").is_dir():
+                yield out.parent.name, out, root / f"video_{seed}"
+
+
+def videos(root: Path, names: list[str]) -> None:
+    """(c) every chest wall on finished video runs, against the video's own truth and the side truth of its torso
+    (made again from the video's seed and settings)."""
+    from BreastShapeModelLib.api import run_measure
+    recs = {m: [] for m in CHEST_WALL_METHODS}
+    for label, out, video in _video_runs(root, names):
+        doc = json.loads((video / "truth" / "torso.json").read_text())
+        side = None
+        summary = video / "video.json"
+        if summary.is_file():
+            v = json.loads(summary.read_text())
+            s = v["settings"]
+            t = synth.generate(v.get("torso_index", 0), s["seed"], s["torso_spacing_mm"], source=s["source"])
+            side = true_side(t, s["source"])
+        truth = truth_values(doc.get("truth", doc), side)
+        line = []
+        for method in CHEST_WALL_METHODS:
+            with tempfile.TemporaryDirectory() as tmp:
+                m = run_measure(out, tmp, chest_wall=method).report
+            got = {}
+            for sd in ("left", "right"):
+                vol = m["breast_volume_ml"][sd]
+                got[f"{sd}_volume"] = got[f"{sd}_volume_side"] = (vol["value"], vol["interval"])
+            recs[method].append({k: (*got[k], truth[k]) for k in truth if k in got})
+            line.append(f"{got['left_volume'][0]:.0f}/{got['right_volume'][0]:.0f} ml ({method})")
+        side_txt = f", {side['left']:.0f}/{side['right']:.0f} ml (side)" if side else ""
+        print(f"  video {label}: truth L/R {truth['left_volume']:.0f}/{truth['right_volume']:.0f} ml (own)"
+              f"{side_txt}, measured " + ", ".join(line), flush=True)
+    for method in CHEST_WALL_METHODS:
+        summarise(f"(c) video reconstructions in {root}, chest wall {method}", recs[method])
 
 
 def true_wall(num: int) -> None:
@@ -252,6 +279,8 @@ def main() -> None:
     ap.add_argument("--scans", action="store_true")
     ap.add_argument("--no_exact", action="store_true")
     ap.add_argument("--videos", type=Path, default=None)
+    ap.add_argument("--video_runs", nargs="+", default=["out"],
+                    help="run folders <name>_<seed> measured under --videos (video_pipeline's layout)")
     ap.add_argument("--true_wall", action="store_true", help="also measure with each torso's true chest wall")
     args = ap.parse_args()
     if not args.no_exact:
@@ -261,7 +290,7 @@ def main() -> None:
     if args.scans:
         scans(args.sources, args.num)
     if args.videos:
-        videos(args.videos)
+        videos(args.videos, args.video_runs)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Build the chest-wall model (measure/chest_model.py): for torsos whose chest wall is known, the skin and the
 chest wall as radius maps on the model's grid in their landmarks' body frame, then the skin's principal components
 and the regression from them to the wall. Generator torsos (the torso without breasts) always; Anny bodies (the same
-body with cup size 0) when `anny` is installed. About 20 minutes on 2 cores for 400 + 120 torsos.
+body with cup size 0) when `anny` is installed. About 30 minutes on 2 cores for 400 + 300 torsos.
 
-    python scripts/train_chest_wall.py [--num 400] [--anny 120] [--seed 2028] [--anny_seed 2029] \
+    python scripts/train_chest_wall.py [--num 400] [--anny 300] [--seed 2028] [--anny_seed 2029] \
         [--cache maps.npz] [--output BreastShapeModel/Resources/Models/chest_wall_pca.npz]
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def anny_maps(index: int, seed: int):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num", type=int, default=400, help="generator torsos")
-    ap.add_argument("--anny", type=int, default=120, help="Anny torsos (skipped when anny is not installed)")
+    ap.add_argument("--anny", type=int, default=300, help="Anny torsos (skipped when anny is not installed)")
     ap.add_argument("--seed", type=int, default=2028)
     ap.add_argument("--anny_seed", type=int, default=2029)
     ap.add_argument("--cache", type=Path, default=None, help="maps file: read when it exists, else written")

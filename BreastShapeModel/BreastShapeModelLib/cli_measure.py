@@ -23,8 +23,9 @@ def add_parsers(sub) -> None:
                    help="the wall behind the breasts: footprint_plane (a plane through each footprint's outline), "
                         "envelope_pspline (a smooth lower envelope of the skin) or chest_model (experimental: the "
                         "chest wall predicted from the whole skin by a model learned from generator and Anny torsos; "
-                        "the closest on exact synthetic surfaces, 5 %% generator and 11 %% Anny MAE against the "
-                        "plane's 12-15 %%, not yet checked on video results); default: %(default)s")
+                        "the closest on exact synthetic surfaces and scan fits, 5 %% generator and 9 %% Anny MAE "
+                        "against the plane's 12-15 %%, but not on video results, where the whole skin is less sure: "
+                        "18 %% against the plane's 12 %%); default: %(default)s")
     p.add_argument("--output_dir", type=Path, default=Path("."), help="where to write the results (default: .)")
     p.add_argument("--progress", choices=MODES, default="bar", help="bar, json (for Slicer) or none")
     p.set_defaults(func=cmd_measure)

@@ -46,6 +46,17 @@ def ray_point(cam: Camera, pixel: np.ndarray, points: np.ndarray, k: int = 5) ->
     return points[idx[best]]
 
 
+def first_hit(mesh, origin: np.ndarray, through: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """Where the ray from `origin` through `through` first meets `mesh`, and the angle (degrees) between the ray
+    and the surface normal there; (None, 90) when it misses."""
+    d = (through - origin) / np.linalg.norm(through - origin)
+    locs, _, tri = mesh.ray.intersects_location(origin[None], d[None], multiple_hits=True)
+    if not len(locs):
+        return None, 90.0
+    j = int(np.argmin((locs - origin) @ d))
+    return locs[j], float(np.degrees(np.arccos(min(1.0, abs(float(mesh.face_normals[tri[j]] @ d))))))
+
+
 def depth_point(cam: Camera, pixel: np.ndarray, depth: np.ndarray) -> np.ndarray | None:
     h, w = depth.shape[:2]
     sx, sy = w / cam.width, h / cam.height

@@ -13,6 +13,9 @@ OURS_VIDEO_LATENT_WEIGHT = 0.02         # calibrated on synthetic videos (bench/
 FIT_PRUNING_THRESHOLD = 0.35            # loose mean-surface pruning before fit-driven pruning (model units)
 CLICK_RAY_MM = 8.0                      # a nipple found on the frames replaces a clicked one whose depth was a
                                         # guess when it lies this close to the clicked ray (an areola is 15-22 mm)
+OFF_SKIN_MM = 5.0                       # a clicked landmark placed by a single ray this far in front of the
+                                        # fitted skin moves along its ray onto the skin
+GRAZING_DEG = 75.0                      # ... unless the ray meets the skin more obliquely than this
 METHOD_PRUNING_THRESHOLD = 0.2          # the method's rule: points within 0.2 model units of the mean surface
 
 

@@ -277,6 +277,44 @@ def _refine_guessed_nipples(ws: W, align_rep: dict, rec, lms: np.ndarray, weight
     return lms, weights, rows
 
 
+def _single_rays_onto_skin(ws: W, align_rep: dict, rec, landmarks: np.ndarray, out_from_sfm: np.ndarray,
+                           refined: list, progress: Progress) -> tuple[np.ndarray, list]:
+    """Clicked landmarks that only a single ray placed (no track, no photo-consistency: among the cloud points
+    nearest to the ray, the one nearest to the camera) and that float more than `OFF_SKIN_MM` in front of the
+    fitted skin (a stray point between camera and body) take the ray's first hit on the skin: what the camera saw
+    at the click is the first skin on its ray (bench seed 14: a coracoid 62 mm off, 9 mm after). A guess *behind*
+    the first hit is kept: there the skin in front may be the model's fill-in (Anny seed 22: a right guess 2 mm off,
+    the first hit 35 mm in front of it). Not when the ray grazes the skin (`GRAZING_DEG`), and never for landmarks
+    tracked or placed by the sweep. -> landmarks (output frame), one report row per landmark floating in front."""
+    from .align import first_hit
+    from .options import GRAZING_DEG, OFF_SKIN_MM
+    methods = align_rep.get("methods", [])
+    done = {r["landmark"] for r in refined if r["used"]}
+    single = [k for k, m in enumerate(methods) if m == "ray" and LANDMARK_NAMES[k] not in done]
+    if not single:
+        return landmarks, []
+    cam = next(c for c in read_cameras_json(ws / W.CAMERAS) if c.name == align_rep["landmark_frame"])
+    centre = out_from_sfm[:3, :3] @ cam.center + out_from_sfm[:3, 3]
+    mm = 1.0 if rec.output_frame == "metric" else rec.scale_mm_per_unit
+    out, rows = landmarks.copy(), []
+    for k in single:
+        hit, angle = first_hit(rec.mesh, centre, landmarks[k])
+        if hit is None:
+            continue
+        ahead = float(np.linalg.norm(hit - centre) - np.linalg.norm(landmarks[k] - centre)) * mm
+        if ahead <= OFF_SKIN_MM:                       # on the skin, or behind it: kept
+            continue
+        used = angle <= GRAZING_DEG
+        if used:
+            out[k] = hit
+        rows.append({"landmark": LANDMARK_NAMES[k], "in_front_of_skin_mm": round(ahead, 1),
+                     "ray_angle_deg": round(angle, 1), "used": used})
+        progress.log(f"{LANDMARK_NAMES[k]}: placed by a single ray {ahead:.1f} mm in front of the fitted skin; " +
+                     ("moved along its ray onto the skin" if used else
+                      f"kept (the ray grazes the skin, {angle:.0f} deg)"))
+    return out, rows
+
+
 def _write_proposal(ws: W, align_rep: dict, anchors_sfm: np.ndarray, mm_per_model_unit: float, nipples,
                     progress: Progress) -> dict:
     """The landmarks a landmark-free fit found, on the landmark frame: landmarks_proposed.json and .png."""
@@ -376,6 +414,7 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
     # output frame <- SfM frame: (metric scale or identity) * reconstruct's model map * the alignment
     out_from_model = np.diag([rec.scale_mm_per_unit] * 3 + [1.0]) if metrical else np.linalg.inv(rec.to_model.matrix())
     out_from_aligned = out_from_model @ rec.to_model.matrix()
+    onto_skin = []
     if auto:                                     # the fitted anchors, with the nipples found on the skin
         from BreastShapeModelLib.found_landmarks import symmetric_landmarks
         landmarks_out = rec.anchors.copy()
@@ -384,6 +423,8 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
         landmarks_out, symmetry = symmetric_landmarks(rec.mesh, landmarks_out, rec.support <= rec.observed)
     else:
         landmarks_out = lms @ out_from_aligned[:3, :3].T + out_from_aligned[:3, 3]
+        landmarks_out, onto_skin = _single_rays_onto_skin(ws, align_rep, rec, landmarks_out,
+                                                          out_from_aligned @ sfm_to_model, refined, progress)
     report = {**fit_report(rec, units, opts.voxel_resolution), "pruning": name,
               "attempts": [{"pruning": n, "passed": r.self_check["passed"], "problems": r.self_check["problems"]}
                            for n, r in tried],
@@ -396,6 +437,8 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
               "model_anchor_measurements": landmark_distances(rec.anchors, units)}
     if refined:
         report["nipples_refined"] = refined
+    if onto_skin:
+        report["landmarks_onto_skin"] = onto_skin
     if auto:
         out_from_sfm = np.asarray(report["output_from_sfm"])
         found_sfm = (landmarks_out - out_from_sfm[:3, 3]) @ np.linalg.inv(out_from_sfm[:3, :3]).T

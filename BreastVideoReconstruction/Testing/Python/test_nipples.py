@@ -57,3 +57,61 @@ def test_a_guessed_click_takes_its_depth_from_the_nipple_found():
     assert np.allclose(point, [0.0, 0.0, 5.4]) and abs(gap - 2.0) < 1e-9 and abs(moved - 40.0) < 1e-9
     point, gap, _ = depth_on_ray(centre, clicked, np.array([0.2, 0.0, 5.0]), 100.0, 8.0)     # 20 mm aside
     assert point is None and abs(gap - 20.0) < 1e-9
+
+
+def test_a_single_ray_click_floating_in_front_of_the_skin_moves_onto_it(tmp_path):
+    """A clicked landmark that only a single ray placed, 60 mm in front of the skin it was clicked on (a stray
+    point), takes the ray's first hit on the fitted skin; one 3 mm in front stays; one behind the first hit stays
+    (the skin in front may be the model's fill-in); a grazing ray keeps its guess; tracked and swept landmarks are
+    never touched."""
+    import types
+
+    import trimesh
+    from BreastShapeModelLib.progress import Progress
+    from BreastVideoReconstructionLib.cameras import Camera, look_at, write_cameras_json
+    from BreastVideoReconstructionLib.steps import _single_rays_onto_skin
+    from BreastVideoReconstructionLib.workspace import VideoWorkspace as W
+    centre = np.array([0.0, 0.0, 600.0])
+    R = look_at(centre, np.zeros(3), np.array([0.0, 1.0, 0.0]))
+    cam = Camera("007.png", np.array([[1000.0, 0, 960], [0, 1000.0, 540], [0, 0, 1]]), R, -R @ centre, 1920, 1080)
+    ws = W(tmp_path)
+    write_cameras_json([cam], ws / W.CAMERAS)
+    skin = trimesh.creation.icosphere(subdivisions=5, radius=100.0)
+    rec = types.SimpleNamespace(mesh=skin, output_frame="metric", scale_mm_per_unit=1.0)
+
+    def on_ray(direction, dist):
+        d = np.asarray(direction, float) / np.linalg.norm(direction)
+        return centre + dist * d
+
+    def first(direction):                                           # where the ray first meets the sphere
+        d = np.asarray(direction, float) / np.linalg.norm(direction)
+        b = centre @ d
+        return on_ray(d, -b - np.sqrt(b * b - centre @ centre + 100.0 ** 2))
+
+    hit_a = first([0.02, 0.01, -1.0])                               # near-frontal: met at ~14 deg
+    landmarks = np.stack([
+        on_ray([0.02, 0.01, -1.0], 440.0),                            # ray, ~60 mm in front of the skin -> moved
+        first([-0.01, 0.0, -1.0]) + 3.0 * np.array([0.01, 0.0, 1.0]),  # ray, ~3 mm off -> kept
+        on_ray([0.02, 0.01, -1.0], 440.0),                            # track -> never touched
+        on_ray([0.0, -0.1, -1.0], 560.0),                             # sweep -> never touched
+        on_ray([0.1655, 0.0, -1.0], 560.0),                           # ray grazing the sphere's rim -> kept
+        first([0.0, 0.03, -1.0]) + 40.0 * np.array([0.0, 0.03, -1.0]) / np.linalg.norm([0.0, 0.03, -1.0])])
+    # the last: a ray, 40 mm behind the skin it first meets -> kept
+    align_rep = {"methods": ["ray", "ray", "track", "sweep", "ray", "ray"], "landmark_frame": "007.png"}
+    out, rows = _single_rays_onto_skin(ws, align_rep, rec, landmarks, np.eye(4), [], Progress())
+    ray0 = (landmarks[0] - centre) / np.linalg.norm(landmarks[0] - centre)
+    assert np.linalg.norm(np.cross(out[0] - centre, ray0)) < 1e-6                 # still on the clicked ray
+    assert abs(np.linalg.norm(out[0]) - 100.0) < 1.0 and out[0][2] > 0              # on the skin, the seen side
+    assert np.linalg.norm(out[0] - hit_a) < 2.0
+    assert np.allclose(out[1:4], landmarks[1:4]) and np.allclose(out[5], landmarks[5])
+    assert np.allclose(out[4], landmarks[4])
+    by_name = {r["landmark"]: r for r in rows}
+    assert by_name["sternal notch"]["used"] and by_name["sternal notch"]["in_front_of_skin_mm"] > 50
+    assert not by_name["left coracoid process"]["used"] and by_name["left coracoid process"]["ray_angle_deg"] > 75
+    assert set(by_name) == {"sternal notch", "left coracoid process"}
+    # a nipple whose depth the frames already gave is left alone even when it is a single ray
+    _, rows = _single_rays_onto_skin(ws, {**align_rep, "methods": ["track", "track", "ray", "track", "track",
+                                                                    "track"]}, rec,
+                                     np.stack([landmarks[0]] * 6), np.eye(4),
+                                     [{"landmark": "left nipple", "used": True}], Progress())
+    assert rows == []
