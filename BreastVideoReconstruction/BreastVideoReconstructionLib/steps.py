@@ -295,7 +295,7 @@ def _single_rays_onto_skin(ws: W, align_rep: dict, rec, landmarks: np.ndarray, o
         return landmarks, []
     cam = next(c for c in read_cameras_json(ws / W.CAMERAS) if c.name == align_rep["landmark_frame"])
     centre = out_from_sfm[:3, :3] @ cam.center + out_from_sfm[:3, 3]
-    mm = 1.0 if rec.output_frame == "metric" else rec.scale_mm_per_unit
+    mm = 1.0 if rec.output_frame == "metric" else rec.to_model.scale * rec.scale_mm_per_unit   # per output unit
     out, rows = landmarks.copy(), []
     for k in single:
         hit, angle = first_hit(rec.mesh, centre, landmarks[k])
