@@ -2,7 +2,7 @@
 geodesic (along the skin) distances, with the coverage of the stated 90 % intervals; both chest-wall estimators
 side by side.
 
-    python bench/measure_accuracy.py [--num 8] [--sources generator anny] [--scans] [--videos runs/bench_batch [--video_runs out auto]]
+    python bench/measure_accuracy.py [--num 8] [--sources generator anny] [--scans [--work DIR]] [--videos runs/bench_batch [--video_runs out auto]]
                                      [--true_wall] [--no_exact]
 
 (a) on the exact ground-truth surface with the true landmarks (held-out generator seed, and Anny bodies when
@@ -151,20 +151,22 @@ def exact(sources, num, geodesic_check: int) -> None:
         summarise("(a) geodesic on the 2.5 mm mesh against the 1.25 mm mesh of the same torso", geo)
 
 
-def scans(sources, num) -> None:
+def scans(sources, num, work: Path | None = None) -> None:
+    """(b); with `work` the fits are kept there and a re-run resumes them (the scans are drawn the same)."""
     from BreastShapeModelLib.api import run_measure, run_scan
     from BreastShapeModelLib.landmarks import write_landmarks
     from BreastShapeModelLib.options import ScanOptions
     recs = {m: [] for m in CHEST_WALL_METHODS}
     rng = np.random.default_rng(5)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = work or scratch
         for source in sources:
             for i in range(num):
                 t = synth.generate(i, HELD_OUT_SEED, source=source)
                 pts = trimesh.sample.sample_surface(t.mesh, 20000, seed=i)[0] + rng.normal(0, 1.0, (20000, 3))
                 lms = t.landmarks + rng.normal(0, 3.0 / np.sqrt(3), (6, 3))
                 d = Path(tmp) / f"{source}{i}"
-                d.mkdir()
+                d.mkdir(parents=True, exist_ok=True)
                 np.save(d / "cloud.npy", pts)
                 write_landmarks(lms, d / "lm.csv")
                 n2n = float(np.linalg.norm(t.landmarks[2] - t.landmarks[3]))
@@ -278,6 +280,7 @@ def main() -> None:
     ap.add_argument("--geodesic_check", type=int, default=2)
     ap.add_argument("--scans", action="store_true")
     ap.add_argument("--no_exact", action="store_true")
+    ap.add_argument("--work", type=Path, default=None, help="keep the (b) scan fits here; a re-run resumes them")
     ap.add_argument("--videos", type=Path, default=None)
     ap.add_argument("--video_runs", nargs="+", default=["out"],
                     help="run folders <name>_<seed> measured under --videos (video_pipeline's layout)")
@@ -288,7 +291,7 @@ def main() -> None:
     if args.true_wall:
         true_wall(args.num)
     if args.scans:
-        scans(args.sources, args.num)
+        scans(args.sources, args.num, args.work)
     if args.videos:
         videos(args.videos, args.video_runs)
 
