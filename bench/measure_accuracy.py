@@ -34,7 +34,8 @@ import trimesh
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastShapeModel"))
 from BreastShapeModelLib import synth  # noqa: E402
-from BreastShapeModelLib.measure.measurements import CHEST_WALL_METHODS, measure_surface  # noqa: E402
+from BreastShapeModelLib.measure.measurements import measure_surface  # noqa: E402
+from BreastShapeModelLib.options import CHEST_WALL_CHOICES  # noqa: E402
 
 HELD_OUT_SEED = 777_005
 
@@ -121,14 +122,14 @@ def summarise(title: str, records: list[dict]) -> None:
 
 
 def exact(sources, num, geodesic_check: int) -> None:
-    recs = {m: [] for m in CHEST_WALL_METHODS}
+    recs = {m: [] for m in CHEST_WALL_CHOICES}
     geo = []
     t0 = time.perf_counter()
     for source in sources:
         for i in range(num):
             t = synth.generate(i, HELD_OUT_SEED, source=source)
             truth = truth_values(t.truth, true_side(t, source))
-            for method in CHEST_WALL_METHODS:
+            for method in CHEST_WALL_CHOICES:
                 m = measure_surface(t.mesh, t.landmarks, chest_wall=method)
                 got = measured_values(m)
                 recs[method].append({k: (*got[k], truth[k]) for k in truth if k in got})
@@ -143,8 +144,8 @@ def exact(sources, num, geodesic_check: int) -> None:
                   f"{truth.get('left_volume_side', float('nan')):.0f}/{truth.get('right_volume_side', float('nan')):.0f} "
                   f"ml (side), measured " + ", ".join(f"{recs[m][-1]['left_volume'][0]:.0f}/"
                                                       f"{recs[m][-1]['right_volume'][0]:.0f} ml ({m})"
-                                                      for m in CHEST_WALL_METHODS), flush=True)
-    for method in CHEST_WALL_METHODS:
+                                                      for m in CHEST_WALL_CHOICES), flush=True)
+    for method in CHEST_WALL_CHOICES:
         summarise(f"(a) exact surfaces, {'+'.join(sources)}, chest wall {method} ({time.perf_counter() - t0:.0f} s)",
                   recs[method])
     if geo:
@@ -156,7 +157,7 @@ def scans(sources, num, work: Path | None = None) -> None:
     from BreastShapeModelLib.api import run_measure, run_scan
     from BreastShapeModelLib.landmarks import write_landmarks
     from BreastShapeModelLib.options import ScanOptions
-    recs = {m: [] for m in CHEST_WALL_METHODS}
+    recs = {m: [] for m in CHEST_WALL_CHOICES}
     rng = np.random.default_rng(5)
     with tempfile.TemporaryDirectory() as scratch:
         tmp = work or scratch
@@ -172,7 +173,7 @@ def scans(sources, num, work: Path | None = None) -> None:
                 n2n = float(np.linalg.norm(t.landmarks[2] - t.landmarks[3]))
                 r = run_scan(d / "cloud.npy", d / "fit", d / "lm.csv", ScanOptions(nipple_to_nipple_dist=n2n))
                 truth = truth_values(t.truth, true_side(t, source))
-                for method in CHEST_WALL_METHODS:
+                for method in CHEST_WALL_CHOICES:
                     m = run_measure(r.workspace.reconstruction, d / method, chest_wall=method).report
                     got = {}
                     for side in ("left", "right"):
@@ -186,8 +187,8 @@ def scans(sources, num, work: Path | None = None) -> None:
                 print(f"  scan {source} {i}: truth L/R {truth['left_volume']:.0f}/{truth['right_volume']:.0f} ml "
                       f"(box), {truth['left_volume_side']:.0f}/{truth['right_volume_side']:.0f} ml (side), measured "
                       + ", ".join(f"{recs[m][-1]['left_volume'][0]:.0f}/{recs[m][-1]['right_volume'][0]:.0f} ml ({m})"
-                                  for m in CHEST_WALL_METHODS), flush=True)
-    for method in CHEST_WALL_METHODS:
+                                  for m in CHEST_WALL_CHOICES), flush=True)
+    for method in CHEST_WALL_CHOICES:
         summarise(f"(b) reconstructions from 20k-point scans ({'+'.join(sources)}), chest wall {method}", recs[method])
 
 
@@ -212,7 +213,7 @@ def videos(root: Path, names: list[str]) -> None:
     """(c) every chest wall on finished video runs, against the video's own truth and the side truth of its torso
     (made again from the video's seed and settings)."""
     from BreastShapeModelLib.api import run_measure
-    recs = {m: [] for m in CHEST_WALL_METHODS}
+    recs = {m: [] for m in CHEST_WALL_CHOICES}
     for label, out, video in _video_runs(root, names):
         doc = json.loads((video / "truth" / "torso.json").read_text())
         side = None
@@ -224,7 +225,7 @@ def videos(root: Path, names: list[str]) -> None:
             side = true_side(t, s["source"])
         truth = truth_values(doc.get("truth", doc), side)
         line = []
-        for method in CHEST_WALL_METHODS:
+        for method in CHEST_WALL_CHOICES:
             with tempfile.TemporaryDirectory() as tmp:
                 m = run_measure(out, tmp, chest_wall=method).report
             got = {}
@@ -236,7 +237,7 @@ def videos(root: Path, names: list[str]) -> None:
         side_txt = f", {side['left']:.0f}/{side['right']:.0f} ml (side)" if side else ""
         print(f"  video {label}: truth L/R {truth['left_volume']:.0f}/{truth['right_volume']:.0f} ml (own)"
               f"{side_txt}, measured " + ", ".join(line), flush=True)
-    for method in CHEST_WALL_METHODS:
+    for method in CHEST_WALL_CHOICES:
         summarise(f"(c) video reconstructions in {root}, chest wall {method}", recs[method])
 
 

@@ -227,7 +227,7 @@ def run_measure(surface: str | Path, output_dir: str | Path, landmarks: str | Pa
     the estimated chest wall, tape distances, symmetry, intervals -> measurements.json/.csv/.png/.pdf, footprint
     curves, chest wall. Landmarks: the given file, else the ones beside one of our reconstructions. `footprints`
     {"left"/"right": closed-curve file} replace the automatic footprints (e.g. edited in Slicer); `chest_wall`
-    one of options.CHEST_WALL_METHODS (default: the first)."""
+    one of options.CHEST_WALL_CHOICES (default: the first, auto)."""
     from .measure.run import measure_file
     out = Workspace(output_dir)
     with out.lock():

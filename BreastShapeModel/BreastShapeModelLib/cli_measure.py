@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .options import CHEST_WALL_METHODS
+from .options import CHEST_WALL_CHOICES
 from .progress import MODES, Progress
 
 
@@ -19,13 +19,15 @@ def add_parsers(sub) -> None:
         p.add_argument(f"--footprint_{side}", type=Path, default=None, metavar="CURVE",
                        help=f"the {side} breast's footprint as a closed curve on the surface (.mrk.json or .csv, "
                             f"e.g. footprint_{side}.mrk.json edited in Slicer) instead of the automatic one")
-    p.add_argument("--chest_wall", choices=CHEST_WALL_METHODS, default=CHEST_WALL_METHODS[0],
+    p.add_argument("--chest_wall", choices=CHEST_WALL_CHOICES, default=CHEST_WALL_CHOICES[0],
                    help="the wall behind the breasts: footprint_plane (a plane through each footprint's outline), "
-                        "envelope_pspline (a smooth lower envelope of the skin) or chest_model (experimental: the "
-                        "chest wall predicted from the whole skin by a model learned from generator and Anny torsos; "
-                        "the closest on exact synthetic surfaces and scan fits, 5 %% generator and 9 %% Anny MAE "
-                        "against the plane's 12-15 %%, but not on video results, where the whole skin is less sure: "
-                        "18 %% against the plane's 12 %%); default: %(default)s")
+                        "envelope_pspline (a smooth lower envelope of the skin), chest_model (the chest wall "
+                        "predicted from the whole skin by a model learned from generator and Anny torsos: the "
+                        "closest on exact synthetic surfaces and scan fits, 5 %% generator and 9 %% Anny MAE against "
+                        "the plane's 12-15 %%, but not on video results, where the whole skin is less sure: 18 %% "
+                        "against the plane's 12 %%) or auto (the chest model when the skin is like the torsos it "
+                        "learned from, else the plane; a video run's own measurement uses the plane); "
+                        "default: %(default)s")
     p.add_argument("--output_dir", type=Path, default=Path("."), help="where to write the results (default: .)")
     p.add_argument("--progress", choices=MODES, default="bar", help="bar, json (for Slicer) or none")
     p.set_defaults(func=cmd_measure)

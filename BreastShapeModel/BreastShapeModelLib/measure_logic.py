@@ -100,9 +100,11 @@ class MeasureResult:
 
 class MeasureJob(_TempJob):
     """`measure` on a surface model node with its landmarks; `footprint_nodes` {side: closed-curve node} replace
-    the automatic footprints (the curves a previous measurement made, after the user edited them)."""
+    the automatic footprints (the curves a previous measurement made, after the user edited them); `chest_wall`
+    one of options.CHEST_WALL_CHOICES (the video module passes VIDEO_CHEST_WALL)."""
 
-    def __init__(self, surface_node, landmarks_node, footprint_nodes: dict | None = None, python: str | None = None):
+    def __init__(self, surface_node, landmarks_node, footprint_nodes: dict | None = None, python: str | None = None,
+                 chest_wall: str | None = None):
         super().__init__("BreastShapeMeasure-")
         with self._exporting():
             if surface_node is None:
@@ -113,6 +115,8 @@ class MeasureJob(_TempJob):
             args = ["measure", str(surface), "--landmarks",
                     _export_landmarks(landmarks_node, self.output_dir / "surface_landmarks.mrk.json"),
                     "--output_dir", str(self.result_dir), "--progress", "json"]
+            if chest_wall:                               # else the command's default (options.CHEST_WALL_CHOICES)
+                args += ["--chest_wall", chest_wall]
             self.footprint_nodes = {k: v for k, v in (footprint_nodes or {}).items() if v is not None}
             for side, node in self.footprint_nodes.items():
                 edited = _export_curve(node, self.output_dir / f"edited_footprint_{side}.mrk.json")

@@ -15,8 +15,11 @@ from .errors import UserError
 
 BUNDLED_MODEL_NAME = "lirbsm_synthetic_576.pth"
 CHEST_WALL_MODEL_NAME = "chest_wall_pca.npz"     # measure/chest_model.py, beside the bundled model
-CHEST_WALL_METHODS = ("footprint_plane", "envelope_pspline", "chest_model")   # the first is the default (see
-                                                                              # bench/measure_accuracy.py and README)
+CHEST_WALL_METHODS = ("footprint_plane", "envelope_pspline", "chest_model")   # the estimators (measure/)
+CHEST_WALL_AUTO = "auto"          # the chest model where the skin is like the torsos it learned from, else the plane
+CHEST_WALL_CHOICES = (CHEST_WALL_AUTO,) + CHEST_WALL_METHODS   # the first is the default (bench/measure_accuracy.py:
+                                  # on exact surfaces and scan fits the chest model is the closest wall)
+VIDEO_CHEST_WALL = "footprint_plane"   # video results: the plane is closer there (bench (c), README)
 DEFAULT_CHUNK_SIZE = 65536
 MAX_VOXEL_RESOLUTION = 1024
 

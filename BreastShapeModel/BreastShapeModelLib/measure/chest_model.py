@@ -103,6 +103,7 @@ class PredictedWall:
         self.nn = float(-landmarks_body[NAVEL, 1])
         self.n2n = float(np.linalg.norm(landmarks_body[L_NIPPLE] - landmarks_body[R_NIPPLE]))
         self.z = np.zeros(len(self.m["sd"]))
+        self.misfit_mm = float("nan")
 
     def skin(self) -> RadiusMap:
         """The body's skin on the model's grid and axis (mm)."""
@@ -118,8 +119,9 @@ class PredictedWall:
         if seen.sum() < 0.2 * ok.sum():
             raise UserError("the surface covers too little of the chest for the chest-wall model")
         A = m["skin_components"][:, ok][:, seen].T
-        self.z = np.linalg.solve(A.T @ A + PRIOR * np.diag(1.0 / m["sd"] ** 2),
-                                 A.T @ (s[seen] - m["mean_skin"][ok][seen]))
+        d = s[seen] - m["mean_skin"][ok][seen]
+        self.z = np.linalg.solve(A.T @ A + PRIOR * np.diag(1.0 / m["sd"] ** 2), A.T @ d)
+        self.misfit_mm = float(np.sqrt(np.mean((A @ self.z - d) ** 2)) * self.n2n)
         return (m["mean_wall"] + np.tensordot(self.z, np.nan_to_num(m["wall_regression"]), axes=1)) * self.n2n
 
     def fit(self, r: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
@@ -134,3 +136,8 @@ class PredictedWall:
     def code_z(self) -> float:
         """RMS of the skin's code in training spreads: far above 1, a torso unlike any trained on."""
         return float(np.sqrt(np.mean((self.z / self.m["sd"]) ** 2)))
+
+    def typicality(self) -> dict:
+        """How far the skin is from the torsos the model was trained on: its code's RMS in training spreads
+        (`code_z`) and the RMS of the skin the components cannot follow (`skin_misfit_mm`)."""
+        return {"code_z": round(self.code_z(), 2), "skin_misfit_mm": round(self.misfit_mm, 2)}

@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import UserError
 from ..landmarks import LANDMARK_NAMES
-from ..options import CHEST_WALL_METHODS
+from ..options import CHEST_WALL_AUTO, CHEST_WALL_CHOICES
 from .chest_model import PredictedWall
 from .chest_wall import estimate_chest_wall, footprint_curve, footprint_region, plane_wall
 from .cylinder import grid_faces, radius_map
@@ -34,6 +34,10 @@ DISTANCE_SD_MM = 2.0            # landmark placement on the surface
 SURFACE_EXTRA_SD_MM = 1.5       # the tape's path (vertex snapping, mesh resolution)
 FOLD_SD_MM = 12.0               # the fold point from the footprint outline (bench: 95 % LoA -20..+7 mm on exact
                                 # surfaces, -30..+23 mm on scan reconstructions)
+CODE_Z_UNUSUAL = 1.6            # chest model: exact surfaces 0.6-1.1, video results 1.0-1.3; 2.1 on the one video
+                                # result whose wall was 2x off (session 16, 10 video results)
+MISFIT_UNUSUAL_MM = 5.0         # chest model: RMS skin its components cannot follow; held-out exact surfaces 1.3-4.5
+                                # and scan fits 1.5-4.5 mm (code z 0.5-1.2), the tests' cylinder torso 5.1
 UNOBSERVED_MM = 5.0             # support beyond this: not observed (filled in by the model)
 PLAUSIBLE_N2N_MM = (80.0, 400.0)
 
@@ -51,11 +55,15 @@ class Measurements:
     wall_mesh: trimesh.Trimesh | None = None            # the chest wall behind both footprints
     breast_meshes: dict = field(default_factory=dict)   # side -> closed mesh of the tissue counted as volume
     notes: list = field(default_factory=list)
+    chest_model: dict | None = None                     # chest_model wall: how typical the skin was (typicality)
 
     def to_json(self) -> dict:
-        return {"units": self.units, "breast_volume_ml": self.breast_volume_ml, "distances_mm": self.distances_mm,
-                "symmetry": self.symmetry, "chest_wall_method": self.chest_wall_method,
-                "landmark_names": list(LANDMARK_NAMES), "notes": self.notes}
+        out = {"units": self.units, "breast_volume_ml": self.breast_volume_ml, "distances_mm": self.distances_mm,
+               "symmetry": self.symmetry, "chest_wall_method": self.chest_wall_method,
+               "landmark_names": list(LANDMARK_NAMES), "notes": self.notes}
+        if self.chest_model is not None:
+            out["chest_model"] = self.chest_model
+        return out
 
     def rows(self) -> list[dict]:
         """One row per measure, for spreadsheets."""
@@ -93,7 +101,7 @@ def check_units(mesh: trimesh.Trimesh, landmarks: np.ndarray, where: str) -> Non
 
 
 def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.ndarray | None = None,
-                    residual_mm: float = 0.0, where: str = "surface", chest_wall: str = CHEST_WALL_METHODS[0],
+                    residual_mm: float = 0.0, where: str = "surface", chest_wall: str = CHEST_WALL_CHOICES[0],
                     footprints: dict | None = None) -> Measurements:
     """Every measurement of a surface in mm with its six landmarks; `support` per vertex (distance to the nearest
     input point, mm) widens the intervals where the model filled in; `residual_mm` (fit residual) widens all.
@@ -106,17 +114,25 @@ def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.nd
     body.vertices = frame.to_body(mesh.vertices)
     lmb = frame.to_body(lm)
     n2n = float(np.linalg.norm(lmb[L_NIPPLE] - lmb[R_NIPPLE]))
-    if chest_wall not in CHEST_WALL_METHODS:
-        raise UserError(f"unknown chest wall {chest_wall!r} (expected {', '.join(CHEST_WALL_METHODS)})")
-    model_wall = chest_wall == "chest_model"
+    if chest_wall not in CHEST_WALL_CHOICES:
+        raise UserError(f"unknown chest wall {chest_wall!r} (expected {', '.join(CHEST_WALL_CHOICES)})")
     axis_z = _axis_z(body, lmb, n2n)
     y_lo = float(lmb[NAVEL, 1]) * 0.95
     rm = radius_map(body, frame, axis_z, y_lo, 30.0)
     if np.isfinite(rm.r).mean() < 0.3:
         raise UserError(f"{where}: the surface does not cover the chest between the landmarks")
-    cw = estimate_chest_wall(rm, lmb[[L_NIPPLE, R_NIPPLE]], lmb[[L_CORACOID, R_CORACOID]],
-                             wall_model=PredictedWall(rm, body, lmb) if model_wall else None)
     notes = []
+    predicted = PredictedWall(rm, body, lmb) if chest_wall in (CHEST_WALL_AUTO, "chest_model") else None
+    if chest_wall == CHEST_WALL_AUTO:
+        chest_wall, why = _auto_wall(predicted)
+        notes.append(why)
+        predicted = predicted if chest_wall == "chest_model" else None
+    cw = estimate_chest_wall(rm, lmb[[L_NIPPLE, R_NIPPLE]], lmb[[L_CORACOID, R_CORACOID]], wall_model=predicted)
+    typical = predicted.typicality() if predicted is not None else None
+    if typical and typical["code_z"] > CODE_Z_UNUSUAL:
+        notes.append(f"the skin is unlike the torsos the chest model learned from (code z {typical['code_z']:.1f} > "
+                     f"{CODE_Z_UNUSUAL}): its wall, and the volumes, may be far off; compare with --chest_wall "
+                     f"footprint_plane")
     for side, region in cw.regions.items():             # a footprint is what its outline encloses, so a
         if region.any():                                 # written footprint read back measures the same
             cw.regions[side] = footprint_region(rm, footprint_curve(rm, region))
@@ -214,7 +230,24 @@ def measure_surface(mesh: trimesh.Trimesh, landmarks: np.ndarray, support: np.nd
                                                              "interval": _interval(level, Z90 * sd * np.sqrt(2))}}
     breasts = {side: _breast_mesh(rm, cw.wall, cw.regions[side], frame) for side in ("left", "right")}
     return Measurements("mm", volumes, distances, symmetry, chest_wall, footprints, lines, points,
-                        _wall_mesh(rm, cw, frame), {k: v for k, v in breasts.items() if v is not None}, notes)
+                        _wall_mesh(rm, cw, frame), {k: v for k, v in breasts.items() if v is not None}, notes,
+                        typical)
+
+
+def _auto_wall(predicted: PredictedWall) -> tuple[str, str]:
+    """`auto`: the chest model when the skin is like the torsos it learned from (its code and what its components
+    cannot follow both within what exact surfaces and scan fits showed), else the footprint plane; and why."""
+    try:
+        predicted.predict(predicted.skin().r)
+    except UserError as exc:
+        return "footprint_plane", f"chest wall: footprint plane (auto; the chest model cannot read this skin: {exc})"
+    t = predicted.typicality()
+    if t["code_z"] <= CODE_Z_UNUSUAL and t["skin_misfit_mm"] <= MISFIT_UNUSUAL_MM:
+        return "chest_model", (f"chest wall: chest model (auto; the skin is typical: code z {t['code_z']:.1f}, "
+                               f"misfit {t['skin_misfit_mm']:.1f} mm)")
+    return "footprint_plane", (f"chest wall: footprint plane (auto; the skin is unlike the chest model's torsos: code z "
+                               f"{t['code_z']:.1f} (limit {CODE_Z_UNUSUAL}), misfit {t['skin_misfit_mm']:.1f} mm "
+                               f"(limit {MISFIT_UNUSUAL_MM}))")
 
 
 def _axis_z(body: trimesh.Trimesh, lmb: np.ndarray, n2n: float) -> float:

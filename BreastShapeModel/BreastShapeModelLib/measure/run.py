@@ -15,7 +15,7 @@ def measure_file(surface: Path, out: Workspace, landmarks: Path | None = None,
                  chest_wall: str | None = None) -> tuple[dict, list]:
     """(measurements.json as written, the files written). `footprints` {"left"/"right": curve file} replace the
     automatic footprints (a user's edit); `chest_wall` picks the estimator (default: the first of
-    CHEST_WALL_METHODS)."""
+    CHEST_WALL_CHOICES)."""
     from ..landmarks import read_curve
     from .measurements import measure_surface
     from .report import MEASUREMENTS_JSON, write_measurements
@@ -38,11 +38,11 @@ def measure_file(surface: Path, out: Workspace, landmarks: Path | None = None,
     return json.loads((out / MEASUREMENTS_JSON).read_text(encoding="utf-8")), files
 
 
-def measure_result(ws: Workspace, progress: Progress | None = None) -> dict:
+def measure_result(ws: Workspace, progress: Progress | None = None, chest_wall: str | None = None) -> dict:
     """Measure a run's reconstruction into its own folder; the values for its report, or why it was not measured
     (not in millimetres, no landmarks): a warning, never a failed run."""
     try:
-        r, _ = measure_file(ws.reconstruction, ws, None, progress)
+        r, _ = measure_file(ws.reconstruction, ws, None, progress, chest_wall=chest_wall)
     except UserError as exc:
         if progress:
             progress.warn(f"not measured: {exc}")

@@ -50,6 +50,13 @@ def test_the_predicted_wall_recovers_the_wall_a_breast_hides():
     expected = 20.0 * np.cos(th) + np.sqrt(cyl ** 2 - (20.0 * np.sin(th)) ** 2)
     assert np.nanmax(np.abs(got - expected)) < 1.0 and np.isfinite(got).mean() > 0.9
     assert pw.code_z() < 3.0
+    typical = pw.typicality()
+    assert typical["code_z"] < 1.6 and typical["skin_misfit_mm"] < 0.5
+    # a skin unlike any trained on says so: far wider (code) or rippled (what the components cannot follow)
+    pw.predict(torso(300.0, 35.0)[0])
+    assert pw.typicality()["code_z"] > 3.0
+    pw.predict(skin + 8.0 * np.sin(S / 10.0))
+    assert pw.typicality()["skin_misfit_mm"] > 3.0
 
 
 def test_the_shipped_model_loads():
@@ -58,3 +65,22 @@ def test_the_shipped_model_loads():
     assert m["count"] >= 300 and m["skin_components"].shape[0] == m["wall_regression"].shape[0] == k
     assert m["mean_wall"].shape == m["mean_skin"].shape == (len(m["s_grid"]), len(m["theta_deg"]))
     assert m["explained"] > 0.95
+
+
+def test_auto_takes_the_chest_model_for_a_torso_like_its_own_and_the_plane_otherwise():
+    """`auto` (the default): a held-out generator torso is typical for the shipped model, so its wall is the chest
+    model's (the same volumes as asking for it); the same torso 1.5x deeper front to back is not: the plane."""
+    from BreastShapeModelLib import synth
+    from BreastShapeModelLib.measure.measurements import measure_surface
+    t = synth.generate(1, 777_005)
+    auto = measure_surface(t.mesh, t.landmarks)
+    asked = measure_surface(t.mesh, t.landmarks, chest_wall="chest_model")
+    assert auto.chest_wall_method == "chest_model" and auto.notes[0].startswith("chest wall: chest model (auto")
+    assert auto.breast_volume_ml == asked.breast_volume_ml
+    t_json = auto.to_json()["chest_model"]
+    assert t_json["code_z"] <= 1.6 and t_json["skin_misfit_mm"] <= 5.0
+    deep = t.mesh.copy()
+    deep.vertices *= [1.0, 1.0, 1.5]
+    other = measure_surface(deep, t.landmarks * [1.0, 1.0, 1.5])
+    assert other.chest_wall_method == "footprint_plane" and "unlike" in other.notes[0]
+    assert "chest_model" not in other.to_json()
