@@ -38,7 +38,8 @@ class BreastShapeModel(ScriptedLoadableModule):
             "landmarks, or without: the torso is then found by its shape and the landmarks found wait on the scan "
             "to drag and accept with a second Fit); measure a surface (footprints as "
             "editable curves, chest wall, volume per side, tape distances, a table with 90 % intervals; "
-            "experimental) and compare two visits (signed distance map, volume changes). Heavy work runs in a "
+            "the chest wall is predicted from the skin when the torso is like the model's training torsos, else a "
+            "plane through each footprint, and the table says which; experimental) and compare two visits (signed distance map, volume changes). Heavy work runs in a "
             "background process: Slicer stays responsive and the job can be cancelled.")
         parent.acknowledgementText = (
             "Method: Weiherer et al., 'Learning Neural Parametric 3D Breast Shape Models for Metrical Surface "

@@ -104,11 +104,14 @@ class PredictedWall:
         self.n2n = float(np.linalg.norm(landmarks_body[L_NIPPLE] - landmarks_body[R_NIPPLE]))
         self.z = np.zeros(len(self.m["sd"]))
         self.misfit_mm = float("nan")
+        self._skin = None
 
     def skin(self) -> RadiusMap:
-        """The body's skin on the model's grid and axis (mm)."""
-        grid = (np.radians(self.m["theta_deg"]), self.m["s_grid"] * self.nn)
-        return radius_map(self.body, self.rm.frame, axis_depth(self.n2n), 0.0, 0.0, grid=grid)
+        """The body's skin on the model's grid and axis (mm); cast once (`auto` reads it before the wall is fitted)."""
+        if self._skin is None:
+            grid = (np.radians(self.m["theta_deg"]), self.m["s_grid"] * self.nn)
+            self._skin = radius_map(self.body, self.rm.frame, axis_depth(self.n2n), 0.0, 0.0, grid=grid)
+        return self._skin
 
     def predict(self, skin: np.ndarray) -> np.ndarray:
         """Wall radii (mm) on the model's grid from skin radii (mm) on it (NaN: not covered)."""
