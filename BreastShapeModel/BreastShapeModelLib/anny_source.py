@@ -27,7 +27,8 @@ LANDMARK_VERTICES = (815, 4105, 8439, 1783, 8209, 1546)
 BACK_PLANE_Z = -84.5            # the generator's (and official mean shape's) flat back, mm
 NOTCH_Y = 143.1                 # the generator's mean sternal-notch height, mm
 MIDLINE_BLEND_MM = 12.0         # width of the left/right blend across the midline
-FOLD_LIFT = 0.1                 # the footprint: skin lifted off the chest wall by > 10 % of the breast's maximum
+FOLD_GAP_MM = 1.0               # the footprint: chest wall lying this far under the skin (as the generator's 0.5 mm
+                                # of its field; 1 mm leaves the facets of two meshes that touch out)
 BREAST_REACH_MM = 190.0         # faces farther than this from a nipple never belong to its breast
 _MODEL = None
 
@@ -182,21 +183,10 @@ def make_anny_torso(p: AnnyParams):
     for side, idx, sign in (("left", 2, 1.0), ("right", 3, -1.0)):
         near = np.linalg.norm(centroid[:, :2] - lm[idx, :2], axis=1) < BREAST_REACH_MM
         volumes[side] = float(dv[near & (centroid[:, 0] * sign > 0)].sum() / 1000.0)
-    # footprint (where skin and chest wall part) and the fold: its lowest points across the breast
-    lift = np.linalg.norm(sv - cv, axis=1)
+    # footprint (the chest wall lying under breast tissue, as the generator's) and the fold: its lowest points
     folds, nipple_to_fold, fold_height = {}, {}, {}
     for side, idx, sign in (("left", 2, 1.0), ("right", 3, -1.0)):
-        near = (np.linalg.norm(sv[:, :2] - lm[idx, :2], axis=1) < BREAST_REACH_MM) & (sv[:, 0] * sign > 0) & \
-            (sv[:, 2] > BACK_PLANE_Z + 20)
-        near &= lift > FOLD_LIFT * lift[near].max()
-        pts = sv[near]
-        curve = []
-        for x0 in np.linspace(pts[:, 0].min(), pts[:, 0].max(), 25):
-            col = pts[np.abs(pts[:, 0] - x0) < 6.0]
-            col = col[col[:, 1] < lm[idx, 1]]
-            if len(col):
-                curve.append(col[np.argmin(col[:, 1])])
-        curve = np.asarray(curve)
+        curve = _footprint(sv, cv, sf, lm[idx], sign)
         folds[side] = curve
         below = curve[np.argmin(np.abs(curve[:, 0] - lm[idx, 0]))]
         nipple_to_fold[side] = float(np.linalg.norm(lm[idx] - below))
@@ -219,6 +209,36 @@ def make_anny_torso(p: AnnyParams):
                  "volume_ml": float(mesh.volume / 1000.0), "spacing_mm": None},
     }
     return SynthTorso(mesh, lm, p, truth, trimesh.Trimesh(sv, sf, process=False), wall)
+
+
+def _footprint(sv: np.ndarray, cv: np.ndarray, faces: np.ndarray, nipple: np.ndarray, sign: float) -> np.ndarray:
+    """A breast's fold: the lowest points, across the breast, of the chest wall lying more than FOLD_GAP_MM under
+    the skin in one piece with the point behind the nipple (the generator's definition: where, going out from
+    under the breast, the skin rejoins the chest wall). Vertex displacement alone would not do: cup size also
+    slides the skin below the breast along the wall."""
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+    near = np.flatnonzero((np.linalg.norm(cv[:, :2] - nipple[:2], axis=1) < BREAST_REACH_MM) & (cv[:, 0] * sign > 0)
+                          & (cv[:, 2] > BACK_PLANE_Z + 20))
+    skin = trimesh.Trimesh(sv, faces, process=False)
+    closest, _, tri = trimesh.proximity.closest_point(skin, cv[near])
+    depth = -np.einsum("ij,ij->i", cv[near] - closest, skin.face_normals[tri])     # > 0: under the skin
+    under = np.zeros(len(cv), bool)
+    under[near[depth > FOLD_GAP_MM]] = True
+    edges = trimesh.geometry.faces_to_edges(faces)
+    edges = edges[under[edges].all(axis=1)]
+    graph = sparse.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(len(cv),) * 2)
+    labels = connected_components(graph, directed=False)[1]
+    cand = np.flatnonzero(under)
+    seed = cand[np.argmin(np.linalg.norm(cv[cand, :2] - nipple[:2], axis=1))]
+    pts = cv[labels == labels[seed]]
+    curve = []
+    for x0 in np.linspace(pts[:, 0].min(), pts[:, 0].max(), 25):
+        col = pts[np.abs(pts[:, 0] - x0) < 6.0]
+        col = col[col[:, 1] < nipple[1]]
+        if len(col):
+            curve.append(col[np.argmin(col[:, 1])])
+    return np.asarray(curve)
 
 
 def _cut(mesh: trimesh.Trimesh, p: AnnyParams, lm: np.ndarray, x_cut: float) -> trimesh.Trimesh:

@@ -145,6 +145,27 @@ def footprint_curve(rm: RadiusMap, region: np.ndarray) -> np.ndarray:
     return rm.body_points(theta[ok], y[ok], r[ok])
 
 
+def fold_point(rm: RadiusMap, curve: np.ndarray, nipple: np.ndarray, n2n: float) -> np.ndarray:
+    """The inframammary fold below a nipple (body frame): the lowest outline point below it; where the breast hangs
+    over its fold (air between the chest and the breast's underside on the rays between that point and the nipple),
+    the crease instead, where the skin turns under the breast: the chest skin at the highest such ray. The outline
+    there is the breast's lowest point, in front of and below the crease (bench: on Anny bodies with hanging
+    breasts the straight distance came out 9-13 mm short)."""
+    below = curve[(np.abs(curve[:, 0] - nipple[0]) < 0.06 * n2n) & (curve[:, 1] < nipple[1])]
+    fold = below[np.argmin(below[:, 1])] if len(below) else curve[np.argmin(curve[:, 1])]
+    if rm.gaps is None:
+        return fold
+    theta, y, _ = rm.polar(fold)
+    lo, col = rm.index(theta, y)
+    hi, _ = rm.index(theta, nipple[1])
+    start = rm.gaps[lo:hi + 1, col, 0, 0]
+    rows = np.flatnonzero(np.isfinite(start))
+    if not len(rows):
+        return fold
+    k = rows.max()
+    return rm.body_points(rm.theta[col], rm.y[lo + k], start[k])
+
+
 def plane_wall(rm: RadiusMap, outline_body: np.ndarray) -> np.ndarray:
     """The naive baseline: the least-squares plane through a footprint's outline, as a radius map (where the
     rays meet it in front of the axis; NaN elsewhere)."""

@@ -98,6 +98,18 @@ def test_anny_generation(tmp_path, cli):
     bigger = make_anny_torso(AnnyParams.from_dict({**anny["params"], "cup": {"left": 1.0, "right": p.cup["right"]}}))
     assert bigger.truth["breast_volume_ml"]["left"] > same.truth["breast_volume_ml"]["left"] + 50
     assert abs(bigger.truth["breast_volume_ml"]["right"] - same.truth["breast_volume_ml"]["right"]) < 25
+    # the fold is where the skin rejoins the chest wall (the generator's definition): tissue on the wall 8 mm above
+    # the fold point below the nipple, none 12 mm below it (cup size also slides the skin below the breast
+    # along the wall, which a fold from vertex displacement took for breast: 20-45 mm too low)
+    for side, idx in (("left", 2), ("right", 3)):
+        fold = np.asarray(same.truth["inframammary_fold"][side])
+        below = fold[np.argmin(np.abs(fold[:, 0] - same.landmarks[idx, 0]))]
+        probes = below + np.array([[0.0, 8.0, 0.0], [0.0, -12.0, 0.0]])
+        wall = trimesh.proximity.closest_point(same.chest_wall, probes)[0]
+        skin, _, tri = trimesh.proximity.closest_point(same.mesh, wall)
+        depth = -np.einsum("ij,ij->i", wall - skin, same.mesh.face_normals[tri])      # > 0: wall under the skin
+        assert depth[0] > 3.0 and depth[1] < 1.0, (side, depth)
+        assert 20 < same.truth["nipple_to_fold_mm"][side] < 130
 
 
 def test_anny_source_without_the_package_says_how_to_install(tmp_path, cli):

@@ -126,6 +126,26 @@ def test_a_small_hole_in_the_side_keeps_the_axis_and_the_footprints(body):
         assert fold == pytest.approx(closed.distances_mm[f"{side}_nipple_to_fold"]["straight"], abs=2.0)
 
 
+def test_the_fold_of_a_breast_hanging_over_it_is_the_crease():
+    """Spheres whose centres lie 20 mm outside the cylinder hang over their fold: the fold below the nipple is where
+    sphere and cylinder meet underneath (analytic), not the sphere's lowest point, which the footprint's outline
+    reaches (13 mm shorter a distance from the nipple)."""
+    from BreastShapeModelLib.measure.measurements import measure_surface
+    out = R + 20.0
+    direction = CENTRES[0] * [1, 0, 1] / np.hypot(CENTRES[0, 0], CENTRES[0, 2])
+    centres = np.array([[out * direction[0], -150.0, out * direction[2]], [-out * direction[0], -150.0,
+                                                                           out * direction[2]]])
+    m = measure_surface(_mesh(centres), _landmarks(centres))
+    crease = np.hypot(out + A - R, np.sqrt(A ** 2 - (out - R) ** 2))
+    lowest = A * np.sqrt(2.0)
+    assert crease - lowest > 10
+    for side in ("left", "right"):
+        d = m.distances_mm[f"{side}_nipple_to_fold"]
+        assert d["straight"] == pytest.approx(crease, abs=3.0), (side, d, crease)
+        assert d["interval_straight"][0] <= crease <= d["interval_straight"][1]
+        assert d["surface"] > d["straight"]                # the tape goes round the lower pole into the crease
+
+
 def test_geodesic_on_a_sphere_is_the_great_circle():
     from BreastShapeModelLib.measure.geodesic import SkinPaths
     sphere = trimesh.creation.icosphere(subdivisions=5, radius=100.0)
