@@ -1,9 +1,9 @@
 """Build the chest-wall model (measure/chest_model.py): for torsos whose chest wall is known, the skin and the
 chest wall as radius maps on the model's grid in their landmarks' body frame, then the skin's principal components
 and the regression from them to the wall. Generator torsos (the torso without breasts) always; Anny bodies (the same
-body with cup size 0) when `anny` is installed. About 30 minutes on 2 cores for 400 + 300 torsos.
+body with cup size 0) when `anny` is installed. About 46 minutes on 2 cores for 1,000 + 700 torsos (1,672 kept).
 
-    python scripts/train_chest_wall.py [--num 400] [--anny 300] [--seed 2028] [--anny_seed 2029] \
+    python scripts/train_chest_wall.py [--num 1000] [--anny 700] [--modes 800] [--seed 2028] [--anny_seed 2029] \
         [--cache maps.npz] [--output BreastShapeModel/Resources/Models/chest_wall_pca.npz]
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastShapeModel"))
 from BreastShapeModelLib.anatomy import Torso, sample_params  # noqa: E402
-from BreastShapeModelLib.fileio import atomic_path  # noqa: E402
 from BreastShapeModelLib.measure import chest_model as CM  # noqa: E402
 from BreastShapeModelLib.measure.cylinder import radius_map  # noqa: E402
 from BreastShapeModelLib.measure.frame import L_NIPPLE, NAVEL, R_NIPPLE, body_frame  # noqa: E402
@@ -65,8 +64,9 @@ def anny_maps(index: int, seed: int):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--num", type=int, default=400, help="generator torsos")
-    ap.add_argument("--anny", type=int, default=300, help="Anny torsos (skipped when anny is not installed)")
+    ap.add_argument("--num", type=int, default=1000, help="generator torsos")
+    ap.add_argument("--anny", type=int, default=700, help="Anny torsos (skipped when anny is not installed)")
+    ap.add_argument("--modes", type=int, default=CM.MODES, help="skin components kept")
     ap.add_argument("--seed", type=int, default=2028)
     ap.add_argument("--anny_seed", type=int, default=2029)
     ap.add_argument("--cache", type=Path, default=None, help="maps file: read when it exists, else written")
@@ -85,12 +85,8 @@ def main():
         skins, walls, n2n = (list(v) for v in zip(*maps))
         if a.cache:
             np.savez_compressed(a.cache, skin=np.stack(skins), wall=np.stack(walls), n2n=np.asarray(n2n))
-    model = CM.train(skins, walls, n2n)
-    a.output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(a.output) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **{k: np.asarray(v, np.float32 if np.ndim(v) > 1 else None)
-                                      for k, v in model.items()})
+    model = CM.train(skins, walls, n2n, modes=a.modes)
+    CM.save(model, a.output)
     print(f"{len(skins)} torsos, {len(model['sd'])} skin components explaining {100 * model['explained']:.1f} %, "
           f"{time.perf_counter() - t0:.0f} s -> {a.output} ({a.output.stat().st_size / 1e3:.0f} kB)")
 

@@ -19,7 +19,7 @@ def test_wall_radius_finds_the_outermost_crossing():
     assert np.isnan(CM.wall_radius(lambda p: np.ones(p.shape[:-1]), np.eye(3), np.zeros(3), 0.0, theta, y)).all()
 
 
-def test_the_predicted_wall_recovers_the_wall_a_breast_hides():
+def test_the_predicted_wall_recovers_the_wall_a_breast_hides(tmp_path):
     """A model learned from cylinders of different radii with a breast of varying size on the left: the wall it
     predicts from a new torso's skin is that torso's cylinder, under the breast too, read on another axis."""
     import trimesh
@@ -57,12 +57,26 @@ def test_the_predicted_wall_recovers_the_wall_a_breast_hides():
     assert pw.typicality()["code_z"] > 3.0
     pw.predict(skin + 8.0 * np.sin(S / 10.0))
     assert pw.typicality()["skin_misfit_mm"] > 3.0
+    # saved (components in float16) and loaded it predicts the same; so does a model in the format before
+    # 2026-12-07 (the regression straight onto the grid)
+    CM.save(model, tmp_path / "m.npz")
+    saved = CM.load(str(tmp_path / "m.npz"))
+    assert saved["skin_components"].dtype == np.float64
+    again = CM.PredictedWall(rm, body, lm, saved).predict(skin)
+    assert np.nanmax(np.abs(again - pw.predict(skin))) < 0.05
+    old = {k: v for k, v in model.items() if k != "wall_components"}
+    old["wall_regression"] = np.tensordot(model["wall_regression"], model["wall_components"], axes=1)
+    np.savez(tmp_path / "old.npz", **old)
+    before = CM.PredictedWall(rm, body, lm, CM.load(str(tmp_path / "old.npz"))).predict(skin)
+    assert np.nanmax(np.abs(before - pw.predict(skin))) < 1e-6
 
 
 def test_the_shipped_model_loads():
     m = CM.load()
     k = len(m["sd"])
-    assert m["count"] >= 300 and m["skin_components"].shape[0] == m["wall_regression"].shape[0] == k
+    assert m["count"] >= 1500 and m["skin_components"].shape[0] == m["wall_regression"].shape[0] == k >= 500
+    assert m["wall_regression"].shape[1] == m["wall_components"].shape[0]
+    assert m["skin_components"].dtype == np.float64                       # float16 on disk, widened on load
     assert m["mean_wall"].shape == m["mean_skin"].shape == (len(m["s_grid"]), len(m["theta_deg"]))
     assert m["explained"] > 0.95
 
