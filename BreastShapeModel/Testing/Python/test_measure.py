@@ -126,6 +126,23 @@ def test_a_small_hole_in_the_side_keeps_the_axis_and_the_footprints(body):
         assert fold == pytest.approx(closed.distances_mm[f"{side}_nipple_to_fold"]["straight"], abs=2.0)
 
 
+def test_a_fitted_surface_widens_the_volume_interval_by_its_residual(body):
+    """Exact surfaces get the estimator's own error; a fit adds RESIDUAL_REL_SD_PER_MM of the volume per mm of
+    its mean residual (calibrated on scan fits: without it the plane's intervals covered 83 % of them)."""
+    from BreastShapeModelLib.measure import measurements as M
+    mesh, lms = body
+    exact = M.measure_surface(mesh, lms, chest_wall="footprint_plane").breast_volume_ml["left"]
+    fitted = M.measure_surface(mesh, lms, chest_wall="footprint_plane", residual_mm=2.0).breast_volume_ml["left"]
+    assert fitted["value"] == exact["value"]
+    v = exact["value"]
+    half = lambda iv: (iv[1] - iv[0]) / 2       # noqa: E731
+    rel = M.VOLUME_REL_SD["footprint_plane"]
+    assert half(exact["interval"]) == pytest.approx(M.Z90 * np.hypot(rel * v, M.VOLUME_ABS_SD_ML), abs=0.1)
+    assert half(fitted["interval"]) == pytest.approx(
+        M.Z90 * np.sqrt((rel * v) ** 2 + M.VOLUME_ABS_SD_ML ** 2 + (2.0 * M.RESIDUAL_REL_SD_PER_MM * v) ** 2), abs=0.1)
+    assert half(fitted["interval"]) > 1.1 * half(exact["interval"])
+
+
 def test_the_fold_of_a_breast_hanging_over_it_is_the_crease():
     """Spheres whose centres lie 20 mm outside the cylinder hang over their fold: the fold below the nipple is where
     sphere and cylinder meet underneath (analytic), not the sphere's lowest point, which the footprint's outline
