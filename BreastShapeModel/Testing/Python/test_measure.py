@@ -59,6 +59,11 @@ def test_radius_map_volume_and_chest_wall_on_the_cylinder_torso(body):
     truth = _outside_volume_ml(CENTRES[0])
     assert 100 < truth < 400
     m = measure_surface(mesh, lms)
+    # `auto`: the chest model's wall stands off this skin away from the breasts (the cylinder is no torso it knows),
+    # so the plane is used; asked for, the chest model says how far off it is
+    assert m.chest_wall_method == "footprint_plane" and "off the breasts" in m.notes[0]
+    asked = measure_surface(mesh, lms, chest_wall="chest_model").chest_model
+    assert asked["off_breast_gap_mm"] > 2.5 and asked["skin_misfit_mm"] < 5.5
     for side in ("left", "right"):
         v = m.breast_volume_ml[side]
         assert v["value"] == pytest.approx(truth, rel=0.08), (side, v, truth)
