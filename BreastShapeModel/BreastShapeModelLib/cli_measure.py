@@ -23,10 +23,10 @@ def add_parsers(sub) -> None:
                    help="the wall behind the breasts: footprint_plane (a plane through each footprint's outline), "
                         "envelope_pspline (a smooth lower envelope of the skin), chest_model (the chest wall "
                         "predicted from the whole skin by a model learned from generator and Anny torsos: the "
-                        "closest on exact synthetic surfaces and scan fits, 5 %% generator and 9 %% Anny MAE against "
-                        "the plane's 12-15 %%, but not on video results, where the whole skin is less sure: 18 %% "
-                        "against the plane's 12 %%) or auto (the chest model when the skin is like the torsos it "
-                        "learned from, else the plane; a video run's own measurement uses the plane); "
+                        "closest on exact synthetic surfaces and scan fits, 8 %% and 7 %% MAE against the plane's "
+                        "14-31 %%, but not on video results: 15 %% against the plane's 16 %%) or auto (the chest "
+                        "model when its wall fits the skin, off the breasts too, else the plane; a video run's own "
+                        "measurement uses the plane); "
                         "default: %(default)s")
     p.add_argument("--output_dir", type=Path, default=Path("."), help="where to write the results (default: .)")
     p.add_argument("--progress", choices=MODES, default="bar", help="bar, json (for Slicer) or none")
