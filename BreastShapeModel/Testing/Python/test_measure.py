@@ -15,22 +15,27 @@ R, A = 120.0, 55.0                         # torso cylinder radius, breast spher
 CENTRES = np.array([[75.0, -150.0, 80.0], [-75.0, -150.0, 80.0]])
 
 
-def _sdf(p, centres=CENTRES, radius=A):
+def _sdf(p, centres=CENTRES, radius=A, extra=None):
     cyl = np.hypot(p[..., 0], p[..., 2]) - R
     cyl = np.maximum(cyl, np.maximum(p[..., 1] - 60.0, -420.0 - p[..., 1]))
     f = cyl
     for c in centres:
         f = np.minimum(f, np.linalg.norm(p - c, axis=-1) - radius)
-    return f
+    return f if extra is None else np.minimum(f, extra(p))
 
 
-def _mesh(centres=CENTRES, radius=A, h=3.0):
+def _capsule(p, a, b, radius):
+    t = np.clip(((p - a) @ (b - a)) / ((b - a) @ (b - a)), 0.0, 1.0)
+    return np.linalg.norm(p - (a + t[..., None] * (b - a)), axis=-1) - radius
+
+
+def _mesh(centres=CENTRES, radius=A, h=3.0, extra=None):
     from skimage.measure import marching_cubes
     lo = np.array([-200.0, -430.0, -200.0]) - 0.37 * h
     n = (np.array([400.0, 500.0, 400.0]) / h).astype(int)
     axes = [lo[i] + h * np.arange(n[i]) for i in range(3)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1)
-    v, f, _, _ = marching_cubes(_sdf(grid, centres, radius), 0.0, spacing=(h, h, h))
+    v, f, _, _ = marching_cubes(_sdf(grid, centres, radius, extra), 0.0, spacing=(h, h, h))
     return trimesh.Trimesh(v + lo, f[:, ::-1], process=True)
 
 
@@ -85,6 +90,26 @@ def test_radius_map_volume_and_chest_wall_on_the_cylinder_torso(body):
     assert d["nipple_to_nipple"]["surface"] > d["nipple_to_nipple"]["straight"]
     assert abs(m.symmetry["volume_difference_left_minus_right"]["value"]) < 0.05 * truth
     assert len(m.footprints["left"]) > 20
+
+
+def test_a_footprint_does_not_run_down_a_filled_flank():
+    """A ridge of skin joined to the left breast and running down the side to the waist (a fit that filled the
+    flank wrongly): the left footprint stops MAX_RADIUS x the nipple distance from its nipple, where no breast
+    reaches (until session 21, 1.1 x: it took the ridge down to the waist)."""
+    from BreastShapeModelLib.measure import chest_wall as CW
+    from BreastShapeModelLib.measure.measurements import measure_surface
+    centres = CENTRES * [0.75, 1.0, 1.0]                       # breasts closer together: the ridge is long for them
+    ridge = lambda p: _capsule(p, np.array([75.0, -150.0, 95.0]), np.array([95.0, -400.0, 70.0]), 26.0)  # noqa: E731
+    mesh, lms = _mesh(centres, extra=ridge), _landmarks(centres)
+    n2n = np.linalg.norm(lms[2] - lms[3])
+    truth = _outside_volume_ml(centres[0])
+    for method in ("footprint_plane", "chest_model"):
+        m = measure_surface(mesh, lms, chest_wall=method)
+        left, right = np.asarray(m.footprints["left"]), np.asarray(m.footprints["right"])
+        assert left[:, 1].min() > lms[2, 1] - CW.MAX_RADIUS * n2n - 4.0, method     # not down to the waist
+        if method == "footprint_plane":       # (the chest model's wall is far off on this cylinder: see above)
+            assert right[:, 1].min() > centres[1, 1] - A - 2.0              # the other breast: its sphere only
+            assert m.breast_volume_ml["left"]["value"] < 2.0 * truth, (m.breast_volume_ml["left"], truth)
 
 
 def test_a_surface_with_a_hole_and_a_support_map(body):
