@@ -90,9 +90,9 @@ def estimate_chest_wall(rm: RadiusMap, nipples_body: np.ndarray, coracoids_body:
     side = [U > 0, U < 0]                                       # left breast on the patient's left
     lateral = np.abs(U / ref) < np.radians(LATERAL_DEG)
     model = wall_model or _WallModel(rm)
-    from_skin = getattr(model, "from_skin", False)      # a wall predicted from the whole skin leaves the arms at
-    reach = [(dist[k] < MAX_RADIUS * n2n) & side[k] & valid & lateral     # no lift: the axilla rule is for the
-             for k in range(2)]                                            # envelope's wall only
+    # a wall predicted from the whole skin leaves the arms at no lift: the axilla rule is for the envelope's wall only
+    from_skin = getattr(model, "from_skin", False)
+    reach = [(dist[k] < MAX_RADIUS * n2n) & side[k] & valid & lateral for k in range(2)]
     if coracoids_body is not None and not from_skin:
         x_skin = np.nan_to_num(rm.r) * np.sin(U / ref)
         for k in range(2):
