@@ -30,6 +30,8 @@ KNOT_DEG = 10.0             # P-spline knot spacing across (degrees) and along t
 KNOT_MM = 40.0
 ORDER_THETA, ORDER_Y = 3, 3     # the chest curves round the body and along it: keep that curvature under a breast
 PENALTY = 3.0               # second-difference penalty of the P-spline (relative to the data weight)
+SADDLE_MM = 5.0             # a raised part with a top this far over the pass to its neighbour is a part of its own
+MERGE_RATIO = 0.5           # and stays with the breast's part only if that pass is this x the lower top or higher
 
 
 @dataclass
@@ -124,8 +126,54 @@ def estimate_chest_wall(rm: RadiusMap, nipples_body: np.ndarray, coracoids_body:
                 d = np.hypot(near[:, 0] - row, near[:, 1] - col)
                 r0, c0 = near[np.argmin(d)]
                 lab = labels[r0, c0] if d.min() * rm.dy < 0.1 * n2n else 0
-        regions[name] = (ndimage.binary_fill_holes(labels == lab) & reach[k]) if lab else np.zeros_like(valid)
+        region = _nipple_basins(lift, labels == lab, (row, col)) if lab else np.zeros_like(valid)
+        regions[name] = ndimage.binary_fill_holes(region) & reach[k]
     return ChestWall(wall, regions, method)
+
+
+def _saddles(height: np.ndarray, basins: np.ndarray, n: int) -> np.ndarray:
+    """[n + 1, n + 1] the highest pass between each two touching basins (-inf where they do not touch)."""
+    S = np.full((n + 1, n + 1), -np.inf)
+    for axis in (0, 1):
+        lo = [slice(None)] * 2
+        hi = [slice(None)] * 2
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        a, b = basins[tuple(lo)], basins[tuple(hi)]
+        h = np.minimum(height[tuple(lo)], height[tuple(hi)])
+        m = (a != b) & (a > 0) & (b > 0)
+        np.maximum.at(S, (a[m], b[m]), h[m])
+        np.maximum.at(S, (b[m], a[m]), h[m])
+    return S
+
+
+def _nipple_basins(lift: np.ndarray, region: np.ndarray, nipple_cell: tuple[int, int]) -> np.ndarray:
+    """A raised region less the raised parts with a top of their own (an arm stump, a filled flank or shoulder):
+    the region is split at the saddles of its lift (watershed from the tops that stand SADDLE_MM over their
+    saddles); the nipple's part keeps the parts joined to it by a pass at least MERGE_RATIO x the lower of the two
+    tops (one mound with two tops) and loses the others."""
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+    if SADDLE_MM <= 0:
+        return region
+    height = np.where(region, lift, 0.0)
+    tops, n = ndimage.label(h_maxima(height, SADDLE_MM) & region)
+    if n < 2:
+        return region
+    basins = watershed(-height, tops, mask=region)
+    own = basins[nipple_cell]
+    if own == 0:                                         # the nipple cell is not raised: the nearest part
+        cells = np.argwhere(basins > 0)
+        own = basins[tuple(cells[np.argmin(np.hypot(*(cells - np.asarray(nipple_cell)).T))])]
+    peaks = np.r_[0.0, ndimage.maximum(height, basins, np.arange(1, n + 1))]
+    passes = _saddles(height, basins, n)
+    keep, grow = {int(own)}, [int(own)]
+    while grow:
+        k = grow.pop()
+        for j in np.flatnonzero(passes[k] >= MERGE_RATIO * np.minimum(peaks[k], peaks)):
+            if j not in keep:
+                keep.add(int(j))
+                grow.append(int(j))
+    return np.isin(basins, sorted(keep))
 
 
 def footprint_curve(rm: RadiusMap, region: np.ndarray) -> np.ndarray:

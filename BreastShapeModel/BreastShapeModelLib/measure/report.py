@@ -115,7 +115,7 @@ def sheet(out: Path, m: Measurements, mesh: trimesh.Trimesh, landmarks: np.ndarr
     fig = plt.figure(figsize=(11.69, 8.27))                      # A4 landscape
     ax_f = fig.add_axes([0.01, 0.12, 0.36, 0.82])
     ax_s = fig.add_axes([0.37, 0.12, 0.18, 0.82])
-    ax_t = fig.add_axes([0.56, 0.05, 0.43, 0.9])
+    ax_t = fig.add_axes([0.565, 0.05, 0.425, 0.9])
     _draw_mesh(ax_f, body, "front")
     _draw_mesh(ax_s, body, "side")
     colours = {"left": "tab:blue", "right": "tab:red"}
@@ -155,9 +155,9 @@ def sheet(out: Path, m: Measurements, mesh: trimesh.Trimesh, landmarks: np.ndarr
                          f"{lo} - {hi}" if lo is not None else "-"])
     ax_t.axis("off")
     table = ax_t.table(cellText=rows[1:], colLabels=rows[0], loc="upper center", cellLoc="left",
-                       colWidths=[0.5, 0.17, 0.43])
+                       colWidths=[0.49, 0.12, 0.39])      # within its axes: clear of the side view
     table.auto_set_font_size(False)
-    table.set_fontsize(7.5)
+    table.set_fontsize(7.2)
     table.scale(1, 1.25)
     ax_t.set_title(f"Breast measurements (chest wall: {m.chest_wall_method}; millimetres)", fontsize=10)
     fig.text(0.01, 0.02, "Research software, not validated on patients: volumes are against an estimated chest wall; "

@@ -112,6 +112,23 @@ def test_a_footprint_does_not_run_down_a_filled_flank():
             assert m.breast_volume_ml["left"]["value"] < 2.0 * truth, (m.breast_volume_ml["left"], truth)
 
 
+def test_a_raised_part_with_its_own_top_is_cut_off_at_the_saddle():
+    """A mound above and outside the left breast (a fit's arm stump or filled shoulder), joined to it by a ridge: the
+    footprint stops at the saddle between the two tops (without the split, session 21: 465 ml for a 281 ml breast
+    with the plane, the footprint up to y +14)."""
+    from BreastShapeModelLib.measure.measurements import measure_surface
+    top = np.array([100.0, -20.0, 95.0])
+    mound = lambda p: np.minimum(np.linalg.norm(p - top, axis=-1) - 35.0,  # noqa: E731
+                                 _capsule(p, CENTRES[0], top, 22.0))
+    mesh, lms = _mesh(extra=mound), _landmarks()
+    truth = _outside_volume_ml(CENTRES[0])
+    for method in ("footprint_plane", "envelope_pspline"):
+        m = measure_surface(mesh, lms, chest_wall=method)
+        assert np.asarray(m.footprints["left"])[:, 1].max() < top[1] - 35.0, method    # below the mound
+        assert m.breast_volume_ml["left"]["value"] == pytest.approx(truth, rel=0.1), (method, m.breast_volume_ml)
+        assert m.breast_volume_ml["right"]["value"] == pytest.approx(truth, rel=0.1), (method, m.breast_volume_ml)
+
+
 def test_a_surface_with_a_hole_and_a_support_map(body):
     """Rays that miss the surface (a hole below the breasts) have no skin point: the support lookup skips them."""
     from BreastShapeModelLib.measure.measurements import measure_surface
