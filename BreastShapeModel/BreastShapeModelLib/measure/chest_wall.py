@@ -126,7 +126,11 @@ def estimate_chest_wall(rm: RadiusMap, nipples_body: np.ndarray, coracoids_body:
                 d = np.hypot(near[:, 0] - row, near[:, 1] - col)
                 r0, c0 = near[np.argmin(d)]
                 lab = labels[r0, c0] if d.min() * rm.dy < 0.1 * n2n else 0
-        region = _nipple_basins(lift, labels == lab, (row, col)) if lab else np.zeros_like(valid)
+        region = labels == lab
+        if lab:         # the tops are those of the whole raised skin: a reach limit cutting a mound makes false ones
+            whole, _ = ndimage.label(lift > LIFT_MM)
+            whole = np.isin(whole, np.unique(whole[region]))
+            region &= _nipple_basins(lift, whole, (row, col))
         regions[name] = ndimage.binary_fill_holes(region) & reach[k]
     return ChestWall(wall, regions, method)
 
