@@ -115,6 +115,7 @@ def estimate_chest_wall(rm: RadiusMap, nipples_body: np.ndarray, coracoids_body:
         wall = model.fit(rm.r, weights)
     wall = np.where(valid, wall, np.nan)
     lift = np.where(valid, rm.r - wall, -np.inf)
+    raised, _ = ndimage.label(lift > LIFT_MM)          # the whole raised skin, before the reach limits cut it
     regions = {}
     for k, name in enumerate(("left", "right")):
         row, col = rm.index(th[k], ny[k])
@@ -128,9 +129,7 @@ def estimate_chest_wall(rm: RadiusMap, nipples_body: np.ndarray, coracoids_body:
                 lab = labels[r0, c0] if d.min() * rm.dy < 0.1 * n2n else 0
         region = labels == lab
         if lab:         # the tops are those of the whole raised skin: a reach limit cutting a mound makes false ones
-            whole, _ = ndimage.label(lift > LIFT_MM)
-            whole = np.isin(whole, np.unique(whole[region]))
-            region &= _nipple_basins(lift, whole, (row, col))
+            region &= _nipple_basins(lift, np.isin(raised, np.unique(raised[region])), (row, col))
         regions[name] = ndimage.binary_fill_holes(region) & reach[k]
     return ChestWall(wall, regions, method)
 
