@@ -151,11 +151,12 @@ def sheet(out: Path, m: Measurements, mesh: trimesh.Trimesh, landmarks: np.ndarr
     for name, s in m.symmetry.items():
         if s["value"] is not None:
             lo, hi = s["interval"]
-            rows.append([name.replace("_", " "), f"{s['value']} {s['units'] if s['units'] != 'ratio' else ''}",
-                         f"{lo} - {hi}" if lo is not None else "-"])
+            fmt = "{:.2f}" if s["units"] == "ratio" else "{:.1f}"
+            rows.append([name.replace("_", " "), fmt.format(s["value"]) + (f" {s['units']}" if s["units"] != "ratio" else ""),
+                         f"{fmt.format(lo)} - {fmt.format(hi)}" if lo is not None else "-"])
     ax_t.axis("off")
     table = ax_t.table(cellText=rows[1:], colLabels=rows[0], loc="upper center", cellLoc="left",
-                       colWidths=[0.49, 0.12, 0.39])      # within its axes: clear of the side view
+                       colWidths=[0.47, 0.145, 0.385])      # within its axes: clear of the side view
     table.auto_set_font_size(False)
     table.set_fontsize(7.2)
     table.scale(1, 1.25)
