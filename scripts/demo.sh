@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (virtual environment, CPU PyTorch, the project) and run the main jobs: sample and mesh shapes into out/,
 # fit the model to a synthetic torso scan with its landmarks (out/fit), and run the whole video pipeline on a
-# synthetic phone video with its landmark file (out/video -> out/video_result).
+# synthetic phone video without clicks (out/video -> out/video_result: landmarks found, surface, measurements).
 # Usage: bash scripts/demo.sh [checkpoint.pth]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,9 +44,11 @@ truth out/scan/torso_0000.json
 # the nipple distance as a clinic measures it with a tape (here the synthetic torso's, to the millimetre): it sets
 # the metric scale; without it the model's average scale is used (9.6 % large for this torso: volumes 32 % large)
 n2n=$(.venv/bin/python -c "import json; print(round(json.load(open('out/video/truth/torso.json'))['distances_mm']['nipple_to_nipple']))")
-.venv/bin/python -m BreastVideoReconstructionLib run out/video/video.mp4 --landmarks out/video/landmarks.json \
+# no clicks: the torso, its landmarks and its nipples are found (out/video_result/landmarks_proposed.png); with the
+# landmarks clicked on a frame, add --landmarks out/video/landmarks.json (the synthetic video's true ones)
+.venv/bin/python -m BreastVideoReconstructionLib run out/video/video.mp4 \
   --nipple_to_nipple_dist "$n2n" --output_dir out/video_result --colorize --measure ${ckpt:+--ckpt "$ckpt"}
 truth out/video/truth/torso.json
 echo "scan fit: out/fit/reconstruction.ply, measurements.json/.csv/.pdf"
-echo "video result: out/video_result/reconstruction.ply, report.json, overview.png, measurements.pdf"
+echo "video result: out/video_result/reconstruction.ply, report.json, overview.png, landmarks_proposed.png, measurements.pdf"
 echo "results in out/: $(ls out | tr '\n' ' ')"

@@ -108,7 +108,7 @@ def run_video(video: str | Path, output_dir: str | Path | None = None,
         skipped = all(r.get("skipped") for r in reports.values())
         if not (skipped and (ws / W.OVERVIEW).exists()):
             from .overview import overview
-            overview(ws.root)
+            overview(ws.root, landmarks_found=lm_file is None)
         sfm, align = reports["sfm"], reports["align"]
         report = {
             "video": str(video), "output_dir": str(ws.root), "total_seconds": round(time.perf_counter() - t_all, 2),

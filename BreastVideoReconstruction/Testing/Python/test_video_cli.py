@@ -650,3 +650,23 @@ def test_run_without_landmarks_matches_ground_truth(result, video, tmp_path, cli
     assert saved.image == prop["image"] and np.abs(saved.points - np.asarray(prop["points"])).max() <= 0.5
     cmd = VideoRequest(str(video / "video.mp4"), "", str(out), auto=True).command()
     assert "--landmarks" not in cmd and "--until" not in cmd
+
+
+def test_overview_shows_the_landmarks_the_run_used(tmp_path):
+    """overview.png's first tile is the clicked landmarks' frame, or, for a run without landmarks, the frame with the
+    landmarks it found, even where an earlier clicked run left its overlay in the folder."""
+    import cv2
+    from PIL import Image
+    from BreastVideoReconstructionLib.overview import overview
+    red, blue = np.zeros((90, 160, 3), np.uint8), np.zeros((90, 160, 3), np.uint8)
+    red[..., 2], blue[..., 0] = 255, 255                                          # BGR
+    cv2.imwrite(str(tmp_path / "landmarks_overlay.png"), blue)
+    cv2.imwrite(str(tmp_path / "landmarks_proposed.png"), red)
+    (tmp_path / "aligned_pt_pruned.ply").write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\n"
+                                                    "property float y\nproperty float z\nend_header\n0 0 0\n1 0 0\n0 1 0\n")
+    for found, rgb in ((True, (255, 0, 0)), (False, (0, 0, 255))):
+        tile = np.asarray(Image.open(overview(tmp_path, landmarks_found=found)))[20, 20]
+        assert tuple(tile) == rgb, (found, tile)
+    (tmp_path / "landmarks_proposed.png").unlink()
+    img = np.asarray(Image.open(overview(tmp_path, landmarks_found=True)))
+    assert img.shape[1] < 400                     # no landmark tile at all: just the cloud, no stale clicked frame
