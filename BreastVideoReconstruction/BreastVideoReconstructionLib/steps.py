@@ -454,7 +454,7 @@ def fit(ws: W, opts: VideoFitOptions, model, progress: Progress, force: bool = F
                 "nipple_to_nipple (fitted anchors)"
             report["warnings"] = list(report.get("warnings", [])) + [
                 "no landmarks: the metric scale comes from " + (
-                    "the nipples found on the frames (bench/auto_landmarks_video.py: -0.6..+1.6 % on nine synthetic "
+                    "the nipples found on the frames (bench/auto_landmarks_video.py: -0.6..+1.5 % on eleven synthetic "
                     "videos; an areola not centred on its nipple moves the nipple found)" if seen else
                     "the model's fitted nipples (the nipples were not found on the frames), which can be several "
                     "percent off (bench/auto_landmarks_video.py: 1-11 %)") +
