@@ -174,7 +174,13 @@ def run_colmap(image_dir: Path, work_dir: Path, options: ColmapOptions, progress
             def next_image():
                 counter["n"] += 1
                 update(min(counter["n"], len(names)), f"{counter['n']} images")
-            models = pycolmap.incremental_mapping(db, image_dir, tmp_sparse, mapper, next_image_callback=next_image)
+            # quiet while mapping: its one error ("Failed to create any sparse model") is said below, in one line
+            pycolmap.logging.minloglevel = 3
+            try:
+                models = pycolmap.incremental_mapping(db, image_dir, tmp_sparse, mapper,
+                                                      next_image_callback=next_image)
+            finally:
+                pycolmap.logging.minloglevel = 2
         times["mapping"] = time.perf_counter() - t
         if not models:
             raise UserError(f"SfM could not register any frames of {image_dir}: too little texture or overlap. "

@@ -227,6 +227,12 @@ def test_blank_wall_video_is_rejected(tmp_path, cli):
             "--progress", "none")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "blank" in r.stderr or "SfM" in r.stderr
+    # without landmarks (the torso would be looked for): the same one clear line, no answer
+    r = cli(MOD, "run", path, "--output_dir", tmp_path / "auto", "--num_frames", 20, "--progress", "none")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert ("blank" in r.stderr or "SfM" in r.stderr or "no torso found" in r.stderr), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr         # COLMAP's own error line is not repeated
+    assert not (tmp_path / "auto" / "reconstruction.ply").exists()
 
 
 def test_import_colmap_and_vggsfm(result, tmp_path, cli):
