@@ -84,8 +84,8 @@ def summarise(rows: list[dict]) -> None:
           "proposed pixels, nipples / others (median, px at the video's size) | flagged |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| seed {r['seed']} | {r['clicked_mm']:.2f} mm / {r['clicked_scale_pct']:+.2f} % | {r['auto_mm']:.2f} mm / "
-              f"{r['auto_scale_pct']:+.2f} % | {r['auto_mm'] - r['clicked_mm']:+.2f} mm | "
+        print(f"| seed {r['seed']} | {r['clicked_mm']:.2f} mm / {r['clicked_scale_pct']:+.2f} % | "
+              f"{r['auto_mm']:.2f} mm / {r['auto_scale_pct']:+.2f} % | {r['auto_mm'] - r['clicked_mm']:+.2f} mm | "
               f"{np.median(r['px_nipples']):.0f} / {np.median(r['px_others']):.0f} | {len(r['unsure'])} |")
     px = np.array([[*r["px_others"][:2], *r["px_nipples"], *r["px_others"][2:]] for r in rows])
     mm, fitted = np.array([r["landmark_mm"] for r in rows]), np.array([r["anchor_mm"] for r in rows])
@@ -121,7 +121,8 @@ def main():
                 rows.append(compare(seed, clicked, auto, truth))
                 print(json.dumps({"work": str(work), **rows[-1]}), flush=True)
         if not rows:
-            raise SystemExit(f"no finished clicked_<seed> / {a.auto_name}_<seed> runs under {', '.join(map(str, a.summarise))}")
+            raise SystemExit(f"no finished clicked_<seed> / {a.auto_name}_<seed> runs under "
+                             f"{', '.join(map(str, a.summarise))}")
         summarise(rows)
         return
     rows = []

@@ -82,9 +82,10 @@ class Measurements:
                         "interval_low": v["interval"][0], "interval_high": v["interval"][1], "units": "ml"})
         for name, d in self.distances_mm.items():
             for kind in ("straight", "surface"):
-                if d.get(kind) is not None:
-                    out.append({"measure": name, "kind": kind, "value": d[kind], "interval_low": d["interval"][0],
-                                "interval_high": d["interval"][1], "units": "mm"})
+                if d.get(kind) is not None:       # a straight line has its own interval where the tape's differs
+                    lo, hi = d.get("interval_straight", d["interval"]) if kind == "straight" else d["interval"]
+                    out.append({"measure": name, "kind": kind, "value": d[kind], "interval_low": lo,
+                                "interval_high": hi, "units": "mm"})
         for name, s in self.symmetry.items():
             out.append({"measure": name, "kind": "symmetry", "value": s["value"],
                         "interval_low": s["interval"][0], "interval_high": s["interval"][1], "units": s["units"]})

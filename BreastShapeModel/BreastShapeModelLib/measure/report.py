@@ -152,7 +152,8 @@ def sheet(out: Path, m: Measurements, mesh: trimesh.Trimesh, landmarks: np.ndarr
         if s["value"] is not None:
             lo, hi = s["interval"]
             fmt = "{:.2f}" if s["units"] == "ratio" else "{:.1f}"
-            rows.append([name.replace("_", " "), fmt.format(s["value"]) + (f" {s['units']}" if s["units"] != "ratio" else ""),
+            unit = "" if s["units"] == "ratio" else f" {s['units']}"
+            rows.append([name.replace("_", " "), fmt.format(s["value"]) + unit,
                          f"{fmt.format(lo)} - {fmt.format(hi)}" if lo is not None else "-"])
     ax_t.axis("off")
     table = ax_t.table(cellText=rows[1:], colLabels=rows[0], loc="upper center", cellLoc="left",

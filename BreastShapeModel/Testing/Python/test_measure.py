@@ -235,6 +235,8 @@ def test_measure_command_files_and_errors(body, tmp_path, cli):
         assert d["straight"] > 0 and d["surface"] >= d["straight"] - 1.0 and d["interval"][0] < d["interval"][1]
     rows = list(csv.DictReader(open(out / "measurements.csv")))
     assert any(r["measure"] == "left_breast_volume" for r in rows)
+    for r in rows:                  # each row's interval is its own (a straight distance's, not the tape's)
+        assert float(r["interval_low"]) <= float(r["value"]) <= float(r["interval_high"]), r
     curve = json.loads((out / "footprint_left.mrk.json").read_text())["markups"][0]
     assert curve["type"] == "ClosedCurve" and len(curve["controlPoints"]) > 20
     assert (out / "measurements.pdf").read_bytes()[:4] == b"%PDF" and (out / "measurements.png").stat().st_size > 10000
