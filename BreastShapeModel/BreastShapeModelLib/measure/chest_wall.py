@@ -80,7 +80,7 @@ class _WallModel:
 def estimate_chest_wall(rm: RadiusMap, nipples_body: np.ndarray, coracoids_body: np.ndarray | None = None,
                         wall_model=None, method: str = "envelope_pspline") -> ChestWall:
     """Footprints of both breasts and the wall behind them. `nipples_body`, `coracoids_body`: [2, 3] left, right
-    (body frame). Above the nipple a footprint's base stays medial of the coracoid plus AXILLA_MARGIN x the nipple
+    (body frame). Above the nipple a footprint stays medial of the coracoid plus AXILLA_MARGIN x the nipple
     distance (the arm starts there), below it within LATERAL_DEG of the front. `wall_model` (anything with
     `fit(r, weights) -> wall`, e.g. chest_model.PredictedWall) replaces the P-spline."""
     ref = float(np.nanmedian(rm.r))
@@ -115,14 +115,6 @@ def estimate_chest_wall(rm: RadiusMap, nipples_body: np.ndarray, coracoids_body:
         wall = model.fit(rm.r, weights)
     wall = np.where(valid, wall, np.nan)
     lift = np.where(valid, rm.r - wall, -np.inf)
-    if coracoids_body is not None and not from_skin:
-        # the axilla limit again, on the wall's sideways position, not the skin's: a breast that projects far
-        # stands out sideways in front of its base, and the skin's position cut holes and combs into its footprint
-        x_base = np.where(np.isfinite(wall), wall, np.nan_to_num(rm.r)) * np.sin(U / ref)
-        for k in range(2):
-            limit = abs(float(coracoids_body[k][0])) + AXILLA_MARGIN * n2n
-            reach[k] = (dist[k] < MAX_RADIUS * n2n) & side[k] & valid & lateral & \
-                ((V < ny[k]) | (np.abs(x_base) <= limit))
     raised, _ = ndimage.label(lift > LIFT_MM)          # the whole raised skin, before the reach limits cut it
     regions = {}
     for k, name in enumerate(("left", "right")):
