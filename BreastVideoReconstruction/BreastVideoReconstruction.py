@@ -23,7 +23,6 @@ from BreastShapeModelLib.sample_data import register_in_slicer
 from BreastVideoReconstructionLib.frame_volumes import (frames_sequence, place_frame_landmarks, proposed_frame_landmarks,
                                                         write_frame_landmarks)
 from BreastShapeModelLib.measure_logic import MeasureJob
-from BreastShapeModelLib.options import VIDEO_CHEST_WALL
 from BreastVideoReconstructionLib.module_logic import VideoJob, VideoRequest, load_result_landmarks, load_steps
 from BreastVideoReconstructionLib.options import VideoOptions
 from BreastVideoReconstructionLib.workspace import VideoWorkspace as W
@@ -181,7 +180,7 @@ class BreastVideoReconstructionWidget(ScriptedLoadableModuleWidget, VTKObservati
     def onMeasure(self):
         if self.control.running or self.result is None:
             return
-        self.control.start(lambda: MeasureJob(*self.result, chest_wall=VIDEO_CHEST_WALL).start(), self.onMeasured)
+        self.control.start(lambda: MeasureJob(*self.result).start(), self.onMeasured)
 
     def onMeasured(self, job):
         from BreastShapeModelLib.measure.report import summary_lines

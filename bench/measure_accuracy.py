@@ -10,7 +10,7 @@ side by side.
     spacing (generator only);
 (b) `--scans`: on reconstructions fitted by `run_scan` from 20,000 surface points with 1 mm noise and six landmarks
     moved 3 mm, the true nipple distance given (metric output);
-(c) `--videos DIR [--video_runs out auto]`: on finished video runs of bench/batch_throughput.py
+(c) `--videos DIR [DIR...] [--video_runs out auto]`: on finished video runs of bench/batch_throughput.py
     (DIR/out_*/<subject>/1 with the truth in DIR/videos/<subject>/truth) or of bench/video_pipeline.py and
     bench/auto_landmarks_video.py (DIR/<name>_<seed> with the truth in DIR/video_<seed>/truth).
 Per measure: mean error, mean absolute error (and %), 95 % limits of agreement, coverage of the intervals.
@@ -209,9 +209,21 @@ def _video_runs(root: Path, names: list[str]):
                 yield out.parent.name, out, root / f"video_{seed}"
 
 
-def videos(root: Path, names: list[str]) -> None:
+def videos(roots: list[Path], names: list[str]) -> None:
     """(c) every chest wall on finished video runs, against the video's own truth and the side truth of its torso
-    (made again from the video's seed and settings)."""
+    (made again from the video's seed and settings); per folder, then pooled over all folders."""
+    pooled = {m: [] for m in CHEST_WALL_CHOICES}
+    for root in roots:
+        recs = _video_folder(root, names)
+        for method in CHEST_WALL_CHOICES:
+            summarise(f"(c) video reconstructions in {root}, chest wall {method}", recs[method])
+            pooled[method] += recs[method]
+    if len(roots) > 1:
+        for method in CHEST_WALL_CHOICES:
+            summarise(f"(c) video reconstructions in all {len(roots)} folders, chest wall {method}", pooled[method])
+
+
+def _video_folder(root: Path, names: list[str]) -> dict:
     from BreastShapeModelLib.api import run_measure
     recs = {m: [] for m in CHEST_WALL_CHOICES}
     for label, out, video in _video_runs(root, names):
@@ -237,8 +249,7 @@ def videos(root: Path, names: list[str]) -> None:
         side_txt = f", {side['left']:.0f}/{side['right']:.0f} ml (side)" if side else ""
         print(f"  video {label}: truth L/R {truth['left_volume']:.0f}/{truth['right_volume']:.0f} ml (own)"
               f"{side_txt}, measured " + ", ".join(line), flush=True)
-    for method in CHEST_WALL_CHOICES:
-        summarise(f"(c) video reconstructions in {root}, chest wall {method}", recs[method])
+    return recs
 
 
 def true_wall(num: int) -> None:
@@ -282,7 +293,8 @@ def main() -> None:
     ap.add_argument("--scans", action="store_true")
     ap.add_argument("--no_exact", action="store_true")
     ap.add_argument("--work", type=Path, default=None, help="keep the (b) scan fits here; a re-run resumes them")
-    ap.add_argument("--videos", type=Path, default=None)
+    ap.add_argument("--videos", type=Path, nargs="+", default=None,
+                    help="folders of finished video runs ((c)); several are summarised each and pooled")
     ap.add_argument("--video_runs", nargs="+", default=["out"],
                     help="run folders <name>_<seed> measured under --videos (video_pipeline's layout)")
     ap.add_argument("--true_wall", action="store_true", help="also measure with each torso's true chest wall")

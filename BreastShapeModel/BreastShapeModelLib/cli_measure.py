@@ -22,12 +22,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--chest_wall", choices=CHEST_WALL_CHOICES, default=CHEST_WALL_CHOICES[0],
                    help="the wall behind the breasts: footprint_plane (a plane through each footprint's outline), "
                         "envelope_pspline (a smooth lower envelope of the skin), chest_model (the chest wall "
-                        "predicted from the whole skin by a model learned from generator and Anny torsos: the "
-                        "closest on exact synthetic surfaces and scan fits, 8 %% and 7 %% MAE against the plane's "
-                        "14-31 %%, but not on video results: 15.5 %% with auto against the plane's 14.3 %% on 44 "
-                        "breasts of 11 synthetic videos) or auto (the chest model when its wall fits the skin, off the "
-                        "breasts too, else the plane; a video run's own measurement uses the plane); "
-                        "default: %(default)s")
+                        "predicted from the skin by a model learned from generator and Anny torsos; from the skin the "
+                        "input saw when much of the surface is filled in, as on video results: the closest wall on "
+                        "exact synthetic surfaces, scan fits and video results, 8 %%, 7 %% and 12.5 %% MAE against "
+                        "the plane's 17 %%, 14 %% and 14.3 %%) or auto (the chest model when its wall fits the skin, "
+                        "off the breasts too, else the plane); default: %(default)s")
     p.add_argument("--output_dir", type=Path, default=Path("."), help="where to write the results (default: .)")
     p.add_argument("--progress", choices=MODES, default="bar", help="bar, json (for Slicer) or none")
     p.set_defaults(func=cmd_measure)

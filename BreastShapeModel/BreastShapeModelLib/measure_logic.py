@@ -20,8 +20,8 @@ import numpy as np
 from .errors import UserError
 from .jobs import Job, child_env, module_command
 from .landmarks import markups_json, write_landmarks
-from .mrml_io import (from_ras, load_model_node, markups_from_points, markups_positions, save_model_node,
-                      show_signed_scalar, table_node)
+from .mrml_io import (export_fit_quality, from_ras, load_model_node, markups_from_points, markups_positions,
+                      save_model_node, show_signed_scalar, table_node)
 
 SIDES = ("left", "right")
 FRAME = "lps"                         # what Slicer's storage nodes write and read
@@ -101,7 +101,8 @@ class MeasureResult:
 class MeasureJob(_TempJob):
     """`measure` on a surface model node with its landmarks; `footprint_nodes` {side: closed-curve node} replace
     the automatic footprints (the curves a previous measurement made, after the user edited them); `chest_wall`
-    one of options.CHEST_WALL_CHOICES (the video module passes VIDEO_CHEST_WALL)."""
+    one of options.CHEST_WALL_CHOICES (default: the command's). A fitted node's support map and residual
+    (mrml_io.attach_fit_quality) go with the surface."""
 
     def __init__(self, surface_node, landmarks_node, footprint_nodes: dict | None = None, python: str | None = None,
                  chest_wall: str | None = None):
@@ -112,6 +113,7 @@ class MeasureJob(_TempJob):
             if landmarks_node is None:
                 raise UserError("choose the six landmarks of the surface (a markups point list)")
             surface = save_model_node(surface_node, self.output_dir / "surface.ply")
+            export_fit_quality(surface_node, surface)
             args = ["measure", str(surface), "--landmarks",
                     _export_landmarks(landmarks_node, self.output_dir / "surface_landmarks.mrk.json"),
                     "--output_dir", str(self.result_dir), "--progress", "json"]

@@ -15,7 +15,7 @@ from .jobs import Job, child_env, module_command
 from .landmarks import LANDMARK_NAMES, validate_points, write_landmarks
 from .options import MeshOptions, ModelOptions, ScanOptions, to_args
 from .workspace import Workspace
-from .mrml_io import (FRAME_ATTRIBUTE, add_point_scalar, from_ras, load_markups_node, load_model_node,
+from .mrml_io import (FRAME_ATTRIBUTE, attach_fit_quality, from_ras, load_markups_node, load_model_node,
                       markups_positions, new_landmark_node, save_model_node, show_scalar)
 
 
@@ -157,8 +157,7 @@ class FitJob:
         # a fit in the input's frame overlays the scan as Slicer wrote it; a metric fit is in the model frame
         frame = "lps" if self.report.get("output_frame") == "input" else "model"
         model = load_model_node(scene, result / Workspace.RECONSTRUCTION, name, frame=frame)
-        import numpy as np
-        add_point_scalar(model, "support", np.load(result / Workspace.SUPPORT))
+        attach_fit_quality(model, result)
         show_scalar(model, "support")
         anchors = load_markups_node(scene, result / (Workspace.ANCHORS + ".mrk.json"), name + "_anchors", frame=frame)
         self.proposed = self.unsure = None

@@ -174,6 +174,39 @@ def add_point_scalar(model_node, name: str, values) -> None:
     poly.GetPointData().AddArray(arr)
 
 
+FIT_RESIDUAL_ATTRIBUTE = "BreastShape.FitResidualMm"     # a fitted model node's mean residual (mm)
+
+
+def attach_fit_quality(model_node, result_dir: str | Path) -> None:
+    """A fit's support map (point array `support`) and mean residual (node attribute) from its result folder, so a
+    later measurement of the node reads the chest wall and widens its intervals as `measure` on the folder does."""
+    from .measure.surface_io import find_residual
+    from .workspace import Workspace
+    d = Path(result_dir)
+    if (d / Workspace.SUPPORT).is_file():
+        add_point_scalar(model_node, "support", np.load(d / Workspace.SUPPORT))
+    residual = find_residual(d / Workspace.RECONSTRUCTION)
+    if residual:
+        model_node.SetAttribute(FIT_RESIDUAL_ATTRIBUTE, f"{residual:.4f}")
+
+
+def export_fit_quality(model_node, surface_path: str | Path) -> None:
+    """Beside a surface saved from `model_node`: its support map and residual, where `measure` looks for them (a PLY
+    written through a storage node keeps no custom vertex property)."""
+    import json
+    from vtk.util.numpy_support import vtk_to_numpy
+    from .workspace import Workspace
+    d = Path(surface_path).parent
+    poly = model_node.GetPolyData()
+    support = poly.GetPointData().GetArray("support") if poly is not None else None
+    if support is not None:
+        np.save(d / Workspace.SUPPORT, vtk_to_numpy(support).astype(float))
+    residual = model_node.GetAttribute(FIT_RESIDUAL_ATTRIBUTE)
+    if residual:
+        (d / Workspace.FIT_REPORT).write_text(json.dumps({"residuals": {"mean_mm": float(residual)}}),
+                                              encoding="utf-8")
+
+
 def show_scalar(model_node, array_name: str, color_table_id: str = "vtkMRMLColorTableNodeRainbow") -> bool:
     """Colour a model by one of its point-data arrays (e.g. the fit's `support`); False if the array is absent."""
     poly = model_node.GetPolyData()

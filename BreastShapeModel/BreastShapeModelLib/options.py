@@ -18,9 +18,7 @@ CHEST_WALL_MODEL_NAME = "chest_wall_pca.npz"     # measure/chest_model.py, besid
 CHEST_WALL_METHODS = ("footprint_plane", "envelope_pspline", "chest_model")   # the estimators (measure/)
 CHEST_WALL_AUTO = "auto"          # the chest model where the skin is like the torsos it learned from, else the plane
 CHEST_WALL_CHOICES = (CHEST_WALL_AUTO,) + CHEST_WALL_METHODS   # the first is the default (bench/measure_accuracy.py:
-                                  # on exact surfaces and scan fits the chest model is the closest wall)
-VIDEO_CHEST_WALL = "footprint_plane"   # video results: the plane is closer by share (44 breasts: 14.3 against
-                                       # auto's 15.5 %, bench (c), README)
+                                  # on exact surfaces, scan fits and video results the chest model is the closest wall)
 DEFAULT_CHUNK_SIZE = 65536
 MAX_VOXEL_RESOLUTION = 1024
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from BreastShapeModelLib.errors import UserError
 from BreastShapeModelLib.jobs import Job, child_env, module_command
 from BreastShapeModelLib.module_logic import check_model_files
-from BreastShapeModelLib.mrml_io import add_point_scalar, load_markups_node, load_model_node, points_node, show_scalar
+from BreastShapeModelLib.mrml_io import attach_fit_quality, load_markups_node, load_model_node, points_node, show_scalar
 from BreastShapeModelLib.options import to_args
 
 from .options import VideoOptions
@@ -102,13 +102,12 @@ def load_result(scene, out_dir: str | Path, coloured: bool = True, name: str = "
     report = json.loads((out / W.REPORT).read_text(encoding="utf-8"))
     if coloured and (out / W.COLORED).is_file():
         model = load_model_node(scene, out / W.COLORED, name)
+        attach_fit_quality(model, out)
         model.GetDisplayNode().SetScalarVisibility(True)
     else:
         model = load_model_node(scene, out / W.RECONSTRUCTION, name)
-        if (out / W.SUPPORT).is_file():
-            import numpy as np
-            add_point_scalar(model, "support", np.load(out / W.SUPPORT))
-            show_scalar(model, "support")
+        attach_fit_quality(model, out)
+        show_scalar(model, "support")
     anchors = load_markups_node(scene, out / (W.ANCHORS + ".mrk.json"), name + "_anchors")
     return report, [model, anchors]
 

@@ -505,10 +505,10 @@ def colorize(ws: W, opts: ColourOptions, progress: Progress, force: bool = False
 def measure(ws: W, progress: Progress, force: bool = False) -> dict:
     """Clinical measurements of the fitted surface (millimetres) -> measurements.json/.csv/.png/.pdf."""
     from BreastShapeModelLib.measure.run import measure_result
-    from BreastShapeModelLib.options import VIDEO_CHEST_WALL
-    key = stamp_of("measure", {"up": ws.step_key("fit"), "chest_wall": VIDEO_CHEST_WALL})
+    from BreastShapeModelLib.options import CHEST_WALL_CHOICES
+    key = stamp_of("measure", {"up": ws.step_key("fit"), "chest_wall": CHEST_WALL_CHOICES[0]})
     if (done := _reuse(ws, "measure", key, force)) is not None:
         return done
-    rep = measure_result(ws, progress, VIDEO_CHEST_WALL)
+    rep = measure_result(ws, progress)
     ws.mark_done("measure", key, [] if "not_measured" in rep else [W.MEASUREMENTS], rep)
     return rep

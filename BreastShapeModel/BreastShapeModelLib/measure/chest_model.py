@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
+from scipy.spatial import cKDTree
 
 from ..errors import UserError
 from ..options import CHEST_WALL_MODEL_NAME
@@ -118,9 +119,11 @@ class PredictedWall:
     a mesh and read back along the radius map's rays (whatever its axis)."""
     from_skin = True
 
-    def __init__(self, rm: RadiusMap, body: trimesh.Trimesh, landmarks_body: np.ndarray, model: dict | None = None):
+    def __init__(self, rm: RadiusMap, body: trimesh.Trimesh, landmarks_body: np.ndarray, model: dict | None = None,
+                 observed: np.ndarray | None = None):
         self.m = model or load()
         self.rm, self.body = rm, body
+        self.observed = None if observed is None else np.asarray(observed, bool)
         self.nn = float(-landmarks_body[NAVEL, 1])
         self.n2n = float(np.linalg.norm(landmarks_body[L_NIPPLE] - landmarks_body[R_NIPPLE]))
         self.z = np.zeros(len(self.m["sd"]))
@@ -129,10 +132,19 @@ class PredictedWall:
         self._skin = None
 
     def skin(self) -> RadiusMap:
-        """The body's skin on the model's grid and axis (mm); cast once (`auto` reads it before the wall is fitted)."""
+        """The body's skin on the model's grid and axis (mm); cast once (`auto` reads it before the wall is fitted).
+        With `observed` (per vertex of `body`), skin the input did not see is left out (NaN), as a front-only
+        surface leaves its sides out."""
         if self._skin is None:
             grid = (np.radians(self.m["theta_deg"]), self.m["s_grid"] * self.nn)
-            self._skin = radius_map(self.body, self.rm.frame, axis_depth(self.n2n), 0.0, 0.0, grid=grid)
+            skin = radius_map(self.body, self.rm.frame, axis_depth(self.n2n), 0.0, 0.0, grid=grid)
+            if self.observed is not None and not self.observed.all():
+                cells = skin.cell_points().reshape(-1, 3)
+                hit = np.isfinite(cells).all(axis=1)
+                seen = np.zeros(len(cells), bool)
+                seen[hit] = self.observed[cKDTree(self.body.vertices).query(cells[hit])[1]]
+                skin.r = np.where(seen.reshape(skin.r.shape), skin.r, np.nan)
+            self._skin = skin
         return self._skin
 
     def predict(self, skin: np.ndarray) -> np.ndarray:

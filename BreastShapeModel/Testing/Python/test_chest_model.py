@@ -98,3 +98,33 @@ def test_auto_takes_the_chest_model_for_a_torso_like_its_own_and_the_plane_other
     other = measure_surface(deep, t.landmarks * [1.0, 1.0, 1.5])
     assert other.chest_wall_method == "footprint_plane" and "unlike" in other.notes[0]
     assert "chest_model" not in other.to_json()
+
+
+def test_the_chest_model_reads_only_the_skin_the_input_saw():
+    """A video fit sees the front and fills in the rest: an arm the fill-in joined to the side of the torso (a bulge
+    round the side at breast height) deepens the wall read from all the skin; with the support map saying the
+    sides were not seen, the wall comes from the seen skin and the volumes do not move. A surface seen nearly
+    everywhere (a few unseen specks, as on scan fits) keeps all its skin."""
+    from BreastShapeModelLib import synth
+    from BreastShapeModelLib.measure import measurements as M
+    from BreastShapeModelLib.measure.frame import body_frame
+    t = synth.generate(1, 777_005)
+    frame = body_frame(t.landmarks)
+    v, lmb = frame.to_body(t.mesh.vertices), frame.to_body(t.landmarks)
+    theta = np.arctan2(v[:, 0], v[:, 2] - CM.axis_depth(np.linalg.norm(lmb[2] - lmb[3])))
+    unseen = np.abs(np.degrees(theta)) > 80.0
+    bulge = 80.0 * np.clip((np.abs(np.degrees(theta)) - 80.0) / 20.0, 0, 1) * \
+        np.exp(-((v[:, 1] - lmb[2, 1]) / 80.0) ** 2)
+    armed = t.mesh.copy()
+    armed.vertices = frame.to_surface(v + bulge[:, None] * np.c_[np.sin(theta), np.zeros(len(v)), np.cos(theta)])
+    support = np.where(unseen, 30.0, 1.0)
+
+    def volumes(mesh, sup=None):
+        m = M.measure_surface(mesh, t.landmarks, sup, chest_wall="chest_model").breast_volume_ml
+        return np.array([m["left"]["value"], m["right"]["value"]])
+    moved = volumes(armed) - volumes(t.mesh)
+    assert moved.min() > 15.0, moved                               # all skin: the arm deepens the wall
+    kept = volumes(armed, support) - volumes(t.mesh, support)
+    assert np.abs(kept).max() < 3.0, kept                          # seen skin: the arm does not count
+    specks = np.where(np.arange(len(v)) % 20 == 0, 30.0, 1.0)      # 5 % unseen: all skin is read
+    assert M.wall_skin_seen(specks) is None and M.wall_skin_seen(support).sum() == (~unseen).sum()

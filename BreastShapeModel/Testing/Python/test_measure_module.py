@@ -130,3 +130,39 @@ def test_sections_refuse_missing_inputs(tmp_path):
     incomplete = place_landmarks_node(scene)
     with pytest.raises(UserError, match="place"):
         MeasureJob(torso, incomplete)
+
+
+def test_a_fitted_node_takes_its_support_map_and_residual_to_measure(tmp_path):
+    """A fit loaded as a node keeps its support map (point array) and residual (attribute); measuring the node gives
+    `measure` both beside the exported surface (a PLY written by Slicer keeps no custom vertex property), so the
+    chest model reads the seen skin and the intervals widen as on the command line."""
+    import json
+    from BreastShapeModelLib.measure.surface_io import find_residual, find_support, read_surface
+    from BreastShapeModelLib.mrml_io import FIT_RESIDUAL_ATTRIBUTE, attach_fit_quality
+    from BreastShapeModelLib.workspace import Workspace
+    scene = slicer.vtkMRMLScene()
+    mesh, lms = _mesh(h=6.0), _landmarks()
+    result = tmp_path / "fit"
+    result.mkdir()
+    write_mesh(mesh, result / Workspace.RECONSTRUCTION)
+    support = np.linspace(0.0, 40.0, len(mesh.vertices))
+    np.save(result / Workspace.SUPPORT, support)
+    (result / Workspace.FIT_REPORT).write_text(json.dumps({"residuals": {"mean_mm": 0.9}}), encoding="utf-8")
+    node = load_model_node(scene, result / Workspace.RECONSTRUCTION, "fit", frame="lps")
+    attach_fit_quality(node, result)
+    assert node.GetAttribute(FIT_RESIDUAL_ATTRIBUTE) == "0.9000"
+    job = MeasureJob(node, _landmarks_node(scene, lms))
+    try:
+        surface = job.output_dir / "surface.ply"
+        got = find_support(read_surface(surface), surface)
+        assert got is not None and np.allclose(got, support, atol=1e-4)
+        assert find_residual(surface) == pytest.approx(0.9)
+    finally:
+        job.cleanup()
+    plain = load_model_node(scene, result / Workspace.RECONSTRUCTION, "plain", frame="lps")
+    job = MeasureJob(plain, _landmarks_node(scene, lms))             # a mesh with nothing beside it: nothing made up
+    try:
+        surface = job.output_dir / "surface.ply"
+        assert find_support(read_surface(surface), surface) is None and find_residual(surface) == 0.0
+    finally:
+        job.cleanup()

@@ -400,6 +400,8 @@ def test_module_logic_runs_and_loads_into_mrml(result, video):
     finally:
         measure.cleanup()
     report = measured.report
+    # the node took the fit's support map and residual along: the same measurement as `run --measure` would make
+    assert report["support_map"] and report["fit_residual_mm"] > 0, report
     assert report["distances_mm"]["nipple_to_nipple"]["straight"] == pytest.approx(result["nipple"], abs=2.0)
     assert all(50 < report["breast_volume_ml"][side]["value"] < 2000 for side in ("left", "right"))
     assert measured.table.GetTable().GetNumberOfRows() > 10 and len(measured.footprints) == 2
