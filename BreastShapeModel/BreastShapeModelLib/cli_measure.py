@@ -24,7 +24,7 @@ def add_parsers(sub) -> None:
                         "envelope_pspline (a smooth lower envelope of the skin), chest_model (the chest wall "
                         "predicted from the skin by a model learned from generator and Anny torsos; from the skin the "
                         "input saw when much of the surface is filled in, as on video results: the closest wall on "
-                        "exact synthetic surfaces, scan fits and video results, 8 %%, 7 %% and 12.5 %% MAE against "
+                        "exact synthetic surfaces, scan fits and video results, 6 %%, 8 %% and 12.5 %% MAE against "
                         "the plane's 17 %%, 14 %% and 14.3 %%) or auto (the chest model when its wall fits the skin, "
                         "off the breasts too, else the plane); default: %(default)s")
     p.add_argument("--output_dir", type=Path, default=Path("."), help="where to write the results (default: .)")

@@ -46,8 +46,9 @@ CODE_Z_UNUSUAL = 2.5            # chest model, code z of the broad shape (10 com
                                 # validation torsos (seeds 4242/4243, 2026-12-07) 0.6-1.9 and one at 3.5 (its wall
                                 # +55 % off on one side); 12 scan fits 0.6-1.1; the tests' cylinder torso 2.1
 MISFIT_UNUSUAL_MM = 5.5         # `auto`: RMS skin the chest model's leading 150 components cannot follow: the 64
-                                # validation torsos 1.1-5.3 mm, scan fits 1.5-4.1, video results 3.3-4.6, the test
-                                # torso made 1.5x deeper 6.1
+                                # validation torsos 1.1-5.3 mm, scan fits 1.5-4.1, video results 3.3-4.6 (set
+                                # before the skin was read within FRONT_DEG of the front); the test torso with 10 mm
+                                # ripples 6.4
 GAP_UNUSUAL_MM = 2.5            # `auto`: RMS of the skin off the breasts from the chest model's wall
                                 # (off_breast_gap_mm): the 64 validation torsos 0.4-1.9 mm, the cylinder 3.4
 UNOBSERVED_MM = 5.0             # support beyond this: not observed (filled in by the model)
